@@ -1,0 +1,241 @@
+// Package api serves Velocity's REST API with Huma: admin routes and routes built from the
+// live schema set, rebuilt whenever a schema is applied anywhere (ADR-001).
+package api
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/danielgtaylor/huma/v2"
+	"github.com/danielgtaylor/huma/v2/adapters/humago"
+
+	"github.com/velocitydev/velocity/internal/auth"
+	"github.com/velocitydev/velocity/internal/sqlbuild"
+	"github.com/velocitydev/velocity/internal/store"
+)
+
+// Config tunes the server.
+type Config struct {
+	// MaxBodyBytes bounds request bodies; larger ones get 413. 0 means 1 MiB.
+	MaxBodyBytes int64
+	// KeyCacheTTL is how long a verified API key is trusted without a lookup. 0 means 5s.
+	KeyCacheTTL time.Duration
+	Logger      *slog.Logger
+}
+
+// Server is the API. Its handler is swapped atomically when the schema set changes, so
+// requests in flight finish on the routes they started with.
+type Server struct {
+	store   *store.Store
+	cfg     Config
+	log     *slog.Logger
+	apiKeys *auth.APIKeys
+
+	handler  atomic.Pointer[http.Handler]
+	reloadMu sync.Mutex
+	version  atomic.Int64 // bumps on each rebuild, for tests and /readyz
+}
+
+// New builds a server over the live schema set.
+func New(ctx context.Context, st *store.Store, cfg Config) (*Server, error) {
+	if cfg.MaxBodyBytes <= 0 {
+		cfg.MaxBodyBytes = 1 << 20
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	s := &Server{store: st, cfg: cfg, log: cfg.Logger, apiKeys: auth.NewAPIKeys(st, cfg.KeyCacheTTL)}
+	if err := s.Reload(ctx); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// ServeHTTP serves the current routes.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	(*s.handler.Load()).ServeHTTP(w, r)
+}
+
+// Generation counts rebuilds of the routes.
+func (s *Server) Generation() int64 { return s.version.Load() }
+
+// Reload rebuilds the routes from the registry.
+func (s *Server) Reload(ctx context.Context) error {
+	s.reloadMu.Lock()
+	defer s.reloadMu.Unlock()
+	infos, err := s.store.Schemas(ctx)
+	if err != nil {
+		return fmt.Errorf("reload routes: %w", err)
+	}
+	h, _ := s.build(infos)
+	s.handler.Store(&h)
+	s.version.Add(1)
+	return nil
+}
+
+// OpenAPI builds the OpenAPI document of a schema set without serving it.
+func (s *Server) OpenAPI(infos []store.SchemaInfo) *huma.OpenAPI {
+	_, api := s.build(infos)
+	return api.OpenAPI()
+}
+
+func (s *Server) build(infos []store.SchemaInfo) (http.Handler, huma.API) {
+	mux := http.NewServeMux()
+	config := huma.DefaultConfig("Velocity API", "1.0.0")
+	config.Info.Description = "Routes for every applied SchemaDefinition. Authenticate with X-API-Key."
+	config.OpenAPIPath = "/openapi"
+	config.DocsPath = "/docs"
+	config.SchemasPath = ""
+	config.CreateHooks = nil // no $schema links in bodies
+	config.Components.SecuritySchemes = map[string]*huma.SecurityScheme{
+		"apiKey": {Type: "apiKey", In: "header", Name: auth.HeaderAPIKey},
+	}
+	config.Security = []map[string][]string{{"apiKey": {}}}
+	api := humago.New(mux, config)
+	api.UseMiddleware(s.authenticate(api))
+
+	registerHealth(api, s)
+	registerAdmin(api, s)
+	for _, info := range infos {
+		registerRecords(api, s, sqlbuild.NewTable(info.Definition.Spec))
+	}
+	return mux, api
+}
+
+// Listen reloads the routes on every NOTIFY velocity_schema_changed until ctx ends,
+// reconnecting (and reloading, since notifications may have been missed) after errors.
+func (s *Server) Listen(ctx context.Context) {
+	for ctx.Err() == nil {
+		err := s.listenOnce(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		s.log.Warn("schema listener stopped; retrying", "err", err)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+func (s *Server) listenOnce(ctx context.Context) error {
+	conn, err := s.store.API.Acquire(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Release()
+	if _, err := conn.Exec(ctx, "LISTEN velocity_schema_changed"); err != nil {
+		return err
+	}
+	defer func() { _, _ = conn.Exec(context.Background(), "UNLISTEN *") }()
+	if err := s.Reload(ctx); err != nil {
+		return err
+	}
+	for {
+		n, err := conn.Conn().WaitForNotification(ctx)
+		if err != nil {
+			return err
+		}
+		s.log.Info("schema changed; reloading routes", "payload", n.Payload)
+		if err := s.Reload(ctx); err != nil {
+			return err
+		}
+	}
+}
+
+type ctxKey int
+
+const (
+	actorKey ctxKey = iota
+	requestIDKey
+)
+
+// authenticate is the middleware that turns credentials into an actor for every operation
+// not marked public. No credential, or a bad one, is a 401; nothing falls through to
+// anonymous.
+func (s *Server) authenticate(api huma.API) func(huma.Context, func(huma.Context)) {
+	return func(ctx huma.Context, next func(huma.Context)) {
+		rid := ctx.Header("X-Request-ID")
+		if rid == "" || len(rid) > 128 {
+			rid = newRequestID()
+		}
+		ctx.SetHeader("X-Request-ID", rid)
+		ctx = huma.WithValue(ctx, requestIDKey, rid)
+		if op := ctx.Operation(); op != nil && op.Metadata["public"] == true {
+			next(ctx)
+			return
+		}
+		r, _ := humago.Unwrap(ctx)
+		actor, err := s.apiKeys.Authenticate(ctx.Context(), r)
+		if err != nil {
+			var status int
+			var msg string
+			switch {
+			case errors.Is(err, auth.ErrNoCredential):
+				status, msg = http.StatusUnauthorized, "no valid identity: send X-API-Key"
+			case errors.Is(err, auth.ErrUnknownKey), errors.Is(err, auth.ErrExpiredKey),
+				errors.Is(err, auth.ErrAddress), errors.Is(err, auth.ErrMalformed):
+				status, msg = http.StatusUnauthorized, "no valid identity: "+err.Error()
+			default:
+				s.log.Error("authenticate", "err", err, "request_id", rid)
+				status, msg = http.StatusServiceUnavailable, "authentication is unavailable"
+			}
+			ctx.SetHeader("WWW-Authenticate", `ApiKey header="X-API-Key"`)
+			_ = huma.WriteErr(api, ctx, status, msg)
+			return
+		}
+		next(huma.WithValue(ctx, actorKey, actor))
+	}
+}
+
+func newRequestID() string {
+	b := make([]byte, 8)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// requestOf is the store request of an authenticated operation.
+func requestOf(ctx context.Context, reason string) store.Request {
+	actor, _ := ctx.Value(actorKey).(store.Actor)
+	rid, _ := ctx.Value(requestIDKey).(string)
+	return store.Request{Actor: actor, Reason: reason, RequestID: rid}
+}
+
+func registerHealth(api huma.API, s *Server) {
+	type healthOut struct {
+		Body struct {
+			Status string `json:"status"`
+		}
+	}
+	public := map[string]any{"public": true}
+	huma.Register(api, huma.Operation{
+		OperationID: "healthz", Method: http.MethodGet, Path: "/healthz", Summary: "Liveness",
+		Tags: []string{"health"}, Metadata: public, Security: []map[string][]string{},
+	}, func(ctx context.Context, _ *struct{}) (*healthOut, error) {
+		out := &healthOut{}
+		out.Body.Status = "ok"
+		return out, nil
+	})
+	huma.Register(api, huma.Operation{
+		OperationID: "readyz", Method: http.MethodGet, Path: "/readyz", Summary: "Readiness: Postgres reachable",
+		Tags: []string{"health"}, Metadata: public, Security: []map[string][]string{},
+	}, func(ctx context.Context, _ *struct{}) (*healthOut, error) {
+		pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		defer cancel()
+		if err := s.store.Ping(pctx); err != nil {
+			return nil, problem(http.StatusServiceUnavailable, "database unreachable")
+		}
+		out := &healthOut{}
+		out.Body.Status = "ready"
+		return out, nil
+	})
+}

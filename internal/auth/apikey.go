@@ -1,0 +1,137 @@
+// Package auth turns a request's credentials into a verified actor: the strategies (API keys
+// now; JWT and OIDC later), their caches, and the reasons a credential is refused.
+package auth
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"net"
+	"net/http"
+	"net/netip"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/velocitydev/velocity/internal/store"
+)
+
+// Sentinel errors: each is a 401 with its own reason.
+var (
+	ErrNoCredential = errors.New("no credential")
+	ErrUnknownKey   = errors.New("unknown or revoked api key")
+	ErrExpiredKey   = errors.New("api key expired")
+	ErrAddress      = errors.New("api key not allowed from this address")
+	ErrMalformed    = errors.New("malformed credential")
+)
+
+// HeaderAPIKey carries an API key.
+const HeaderAPIKey = "X-API-Key"
+
+// KeyVerifier looks an API key secret up; *store.Store is one.
+type KeyVerifier interface {
+	VerifyAPIKey(ctx context.Context, secret string) (store.VerifiedKey, error)
+}
+
+// APIKeys authenticates X-API-Key. Verified keys are cached for TTL so the hot path does not
+// pay a database round trip per request; a key revoked through this process is dropped from
+// the cache at once, and elsewhere within TTL.
+type APIKeys struct {
+	verifier KeyVerifier
+	ttl      time.Duration
+	now      func() time.Time
+
+	mu    sync.Mutex
+	cache map[[32]byte]cachedKey
+}
+
+type cachedKey struct {
+	key     store.VerifiedKey
+	fetched time.Time
+}
+
+const maxCachedKeys = 10000
+
+// NewAPIKeys returns the API key strategy. ttl 0 means 5 seconds.
+func NewAPIKeys(v KeyVerifier, ttl time.Duration) *APIKeys {
+	if ttl <= 0 {
+		ttl = 5 * time.Second
+	}
+	return &APIKeys{verifier: v, ttl: ttl, now: time.Now, cache: map[[32]byte]cachedKey{}}
+}
+
+// Authenticate returns the actor of r's API key. ErrNoCredential means r carries none.
+func (a *APIKeys) Authenticate(ctx context.Context, r *http.Request) (store.Actor, error) {
+	secret := r.Header.Get(HeaderAPIKey)
+	if secret == "" {
+		return store.Actor{}, ErrNoCredential
+	}
+	if !strings.HasPrefix(secret, store.APIKeyPrefix) || len(secret) > 200 {
+		return store.Actor{}, ErrMalformed
+	}
+	sum := sha256.Sum256([]byte(secret))
+	now := a.now()
+	a.mu.Lock()
+	c, ok := a.cache[sum]
+	a.mu.Unlock()
+	if !ok || now.Sub(c.fetched) > a.ttl {
+		key, err := a.verifier.VerifyAPIKey(ctx, secret)
+		if errors.Is(err, store.ErrNotFound) {
+			a.forget(sum)
+			return store.Actor{}, ErrUnknownKey
+		}
+		if err != nil {
+			return store.Actor{}, err
+		}
+		c = cachedKey{key: key, fetched: now}
+		a.mu.Lock()
+		if len(a.cache) >= maxCachedKeys {
+			clear(a.cache)
+		}
+		a.cache[sum] = c
+		a.mu.Unlock()
+	}
+	if c.key.ExpiresAt != nil && !now.Before(*c.key.ExpiresAt) {
+		return store.Actor{}, ErrExpiredKey
+	}
+	if len(c.key.AllowIPs) > 0 && !allowed(c.key.AllowIPs, r.RemoteAddr) {
+		return store.Actor{}, ErrAddress
+	}
+	return store.Actor{
+		ID:         "apikey:" + c.key.ID.String(),
+		Kind:       "api_key",
+		Roles:      c.key.Roles,
+		Attributes: map[string]any{},
+	}, nil
+}
+
+func (a *APIKeys) forget(sum [32]byte) {
+	a.mu.Lock()
+	delete(a.cache, sum)
+	a.mu.Unlock()
+}
+
+// Forget drops every cached key, after a revocation.
+func (a *APIKeys) Forget() {
+	a.mu.Lock()
+	clear(a.cache)
+	a.mu.Unlock()
+}
+
+func allowed(prefixes []netip.Prefix, remote string) bool {
+	host, _, err := net.SplitHostPort(remote)
+	if err != nil {
+		host = remote
+	}
+	ip, err := netip.ParseAddr(host)
+	if err != nil {
+		return false
+	}
+	ip = ip.Unmap()
+	for _, p := range prefixes {
+		if p.Contains(ip) {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,73 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/velocitydev/velocity/internal/api"
+	"github.com/velocitydev/velocity/internal/store"
+)
+
+// Environment variables of `velocity serve`.
+const (
+	EnvAPIDatabaseURL   = "VELOCITY_API_DATABASE_URL"
+	EnvOwnerDatabaseURL = "VELOCITY_OWNER_DATABASE_URL"
+)
+
+func newServeCmd(g *globals) *cobra.Command {
+	var listen, apiURL, ownerURL string
+	var maxBody int64
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Serve the API against an existing Postgres (production)",
+		Args:  usageArgs(cobra.NoArgs),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			apiURL = g.setting(apiURL, EnvAPIDatabaseURL, func(Config) string { return "" })
+			ownerURL = g.setting(ownerURL, EnvOwnerDatabaseURL, func(Config) string { return "" })
+			if apiURL == "" || ownerURL == "" {
+				return usageError{fmt.Errorf("serve needs --api-database-url (%s, the velocity_authenticator login) and --owner-database-url (%s)", EnvAPIDatabaseURL, EnvOwnerDatabaseURL)}
+			}
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			log := slog.New(slog.NewJSONHandler(g.stderr, nil))
+			st, err := store.Open(ctx, apiURL, ownerURL, 0)
+			if err != nil {
+				return err
+			}
+			defer st.Close()
+			server, err := api.New(ctx, st, api.Config{Logger: log, MaxBodyBytes: maxBody})
+			if err != nil {
+				return err
+			}
+			go server.Listen(ctx)
+			hs := &http.Server{Addr: listen, Handler: server, ReadHeaderTimeout: 10 * time.Second}
+			errc := make(chan error, 1)
+			go func() { errc <- hs.ListenAndServe() }()
+			log.Info("serving", "addr", listen)
+			select {
+			case err := <-errc:
+				if !errors.Is(err, http.ErrServerClosed) {
+					return err
+				}
+			case <-ctx.Done():
+			}
+			sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			return hs.Shutdown(sctx)
+		},
+	}
+	cmd.Flags().StringVar(&listen, "listen", "127.0.0.1:8080", "listen address")
+	cmd.Flags().StringVar(&apiURL, "api-database-url", "", "Postgres URL of the velocity_authenticator login (env "+EnvAPIDatabaseURL+")")
+	cmd.Flags().StringVar(&ownerURL, "owner-database-url", "", "Postgres URL of velocity_owner, for schema applies (env "+EnvOwnerDatabaseURL+")")
+	cmd.Flags().Int64Var(&maxBody, "max-body-bytes", 1<<20, "largest request body; larger ones get 413")
+	return cmd
+}

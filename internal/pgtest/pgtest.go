@@ -1,0 +1,237 @@
+// Package pgtest gives tests a real Postgres: one throwaway cluster per test binary (or the
+// server named by VELOCITY_TEST_DATABASE_URL), a template database migrated once, and a fresh
+// clone per test (TestDB) or a rolled-back transaction (TestTx).
+package pgtest
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/stretchr/testify/require"
+
+	"github.com/velocitydev/velocity/internal/pgcluster"
+	"github.com/velocitydev/velocity/internal/store"
+)
+
+// EnvDatabaseURL names an existing server to test against instead of a throwaway cluster.
+// It must be a superuser URL; the owner and authenticator roles are reached with the same
+// host, port and password.
+const EnvDatabaseURL = "VELOCITY_TEST_DATABASE_URL"
+
+type server struct {
+	cluster  *pgcluster.Cluster
+	superDSN func(db string) string
+	userDSN  func(user, db string) string
+	template string
+	shared   string // the database TestTx runs in
+	err      error
+}
+
+var (
+	once sync.Once
+	srv  server
+)
+
+// Main runs the tests of a package and then stops the cluster they shared. Call it from
+// TestMain: func TestMain(m *testing.M) { pgtest.Main(m) }.
+func Main(m *testing.M) {
+	code := m.Run()
+	if srv.cluster != nil {
+		_ = srv.cluster.Stop()
+		_ = os.RemoveAll(filepath.Dir(srv.cluster.SocketDir()))
+	}
+	os.Exit(code)
+}
+
+func setup() {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	if raw := os.Getenv(EnvDatabaseURL); raw != "" {
+		u, err := url.Parse(raw)
+		if err != nil {
+			srv.err = fmt.Errorf("%s: %w", EnvDatabaseURL, err)
+			return
+		}
+		srv.superDSN = func(db string) string { c := *u; c.Path = "/" + db; return c.String() }
+		srv.userDSN = func(user, db string) string {
+			c := *u
+			c.Path = "/" + db
+			if pw, ok := u.User.Password(); ok {
+				c.User = url.UserPassword(user, pw)
+			} else {
+				c.User = url.User(user)
+			}
+			return c.String()
+		}
+	} else {
+		dir, err := os.MkdirTemp("", "vpg")
+		if err != nil {
+			srv.err = err
+			return
+		}
+		c, err := pgcluster.Start(ctx, pgcluster.Options{
+			DataDir:   filepath.Join(dir, "data"),
+			SocketDir: filepath.Join(dir, "s"),
+			Fsync:     false,
+			ExtraConf: map[string]string{"max_connections": "300"},
+		})
+		if err != nil {
+			srv.err = err
+			return
+		}
+		srv.cluster = c
+		srv.superDSN = func(db string) string { return c.SuperuserDSN(db) }
+		srv.userDSN = c.DSN
+	}
+
+	suffix := randomSuffix()
+	srv.template = "velocity_tmpl_" + suffix
+	super, err := pgx.Connect(ctx, srv.superDSN("postgres"))
+	if err != nil {
+		srv.err = fmt.Errorf("pgtest: connect as superuser: %w", err)
+		return
+	}
+	defer super.Close(ctx)
+	if err := store.Bootstrap(ctx, super, srv.template, ""); err != nil {
+		srv.err = err
+		return
+	}
+	owner, err := pgx.Connect(ctx, srv.userDSN(store.OwnerRole, srv.template))
+	if err != nil {
+		srv.err = fmt.Errorf("pgtest: connect as owner: %w", err)
+		return
+	}
+	err = store.Migrate(ctx, owner)
+	owner.Close(ctx)
+	if err != nil {
+		srv.err = err
+		return
+	}
+	if _, err := super.Exec(ctx, "ALTER DATABASE "+srv.template+" IS_TEMPLATE true"); err != nil {
+		srv.err = err
+		return
+	}
+	srv.shared = "velocity_shared_" + suffix
+	srv.err = createClone(ctx, super, srv.shared)
+}
+
+func createClone(ctx context.Context, super *pgx.Conn, name string) error {
+	// CREATE DATABASE ... TEMPLATE fails if another clone is being made from the same
+	// template at that moment; retry briefly.
+	var err error
+	for i := 0; i < 50; i++ {
+		_, err = super.Exec(ctx, "CREATE DATABASE "+name+" TEMPLATE "+srv.template+" OWNER "+store.OwnerRole)
+		if err == nil {
+			return nil
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return fmt.Errorf("pgtest: clone template: %w", err)
+}
+
+func ready(t testing.TB) {
+	t.Helper()
+	once.Do(setup)
+	require.NoError(t, srv.err, "pgtest setup")
+}
+
+func randomSuffix() string {
+	b := make([]byte, 6)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// DB is one test's own database, cloned from the migrated template and dropped at cleanup.
+type DB struct {
+	Name string
+	// Pool is connected as the owner role, which owns every object but is not a superuser.
+	Pool *pgxpool.Pool
+}
+
+// DSN returns a connection string for user to this database.
+func (d *DB) DSN(user string) string { return srv.userDSN(user, d.Name) }
+
+// SuperuserDSN returns a superuser connection string to this database, for tests that look
+// at state below row-level security.
+func (d *DB) SuperuserDSN() string { return srv.superDSN(d.Name) }
+
+// Super opens a superuser pool closed at cleanup.
+func (d *DB) Super(t testing.TB) *pgxpool.Pool {
+	t.Helper()
+	return openPool(t, d.SuperuserDSN())
+}
+
+// TestDB returns a fresh database for tests that commit, LISTEN or run jobs.
+func TestDB(t testing.TB) *DB {
+	t.Helper()
+	ready(t)
+	ctx := context.Background()
+	super, err := pgx.Connect(ctx, srv.superDSN("postgres"))
+	require.NoError(t, err)
+	defer super.Close(ctx)
+	name := "velocity_test_" + randomSuffix()
+	require.NoError(t, createClone(ctx, super, name))
+	db := &DB{Name: name}
+	t.Cleanup(func() {
+		if db.Pool != nil {
+			db.Pool.Close()
+		}
+		c, err := pgx.Connect(context.Background(), srv.superDSN("postgres"))
+		if err != nil {
+			return
+		}
+		defer c.Close(context.Background())
+		_, _ = c.Exec(context.Background(), "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)")
+	})
+	db.Pool = openPool(t, db.DSN(store.OwnerRole))
+	return db
+}
+
+func openPool(t testing.TB, dsn string) *pgxpool.Pool {
+	t.Helper()
+	cfg, err := pgxpool.ParseConfig(dsn)
+	require.NoError(t, err)
+	cfg.MaxConns = 8
+	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
+	require.NoError(t, err)
+	t.Cleanup(pool.Close)
+	return pool
+}
+
+var (
+	sharedOnce sync.Once
+	sharedPool *pgxpool.Pool
+	sharedErr  error
+)
+
+// TestTx returns a transaction, as a superuser, in a database shared by the package's tests;
+// it is rolled back at cleanup so tests never see each other's writes. Use SET LOCAL ROLE or
+// SET SESSION AUTHORIZATION inside it to act as another role.
+func TestTx(t testing.TB) pgx.Tx {
+	t.Helper()
+	ready(t)
+	sharedOnce.Do(func() {
+		cfg, err := pgxpool.ParseConfig(srv.superDSN(srv.shared))
+		if err != nil {
+			sharedErr = err
+			return
+		}
+		cfg.MaxConns = 16
+		sharedPool, sharedErr = pgxpool.NewWithConfig(context.Background(), cfg)
+	})
+	require.NoError(t, sharedErr)
+	tx, err := sharedPool.Begin(context.Background())
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = tx.Rollback(context.Background()) })
+	return tx
+}

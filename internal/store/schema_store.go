@@ -1,0 +1,182 @@
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/velocitydev/velocity/gen/dbsqlc"
+	"github.com/velocitydev/velocity/internal/planner"
+	"github.com/velocitydev/velocity/internal/schemadef"
+)
+
+// ApplyStatus says what an apply did.
+type ApplyStatus string
+
+// Apply outcomes.
+const (
+	StatusApplied   ApplyStatus = "applied"
+	StatusUnchanged ApplyStatus = "unchanged"
+	StatusDryRun    ApplyStatus = "dry_run"
+)
+
+// ApplyResult is the outcome of applying (or dry-running) one definition.
+type ApplyResult struct {
+	Name   string       `json:"name"`
+	Status ApplyStatus  `json:"status"`
+	Plan   planner.Plan `json:"plan"`
+}
+
+// BreakingError lists the breaking changes that refused an apply.
+type BreakingError struct{ Reasons []string }
+
+func (e *BreakingError) Error() string {
+	return fmt.Sprintf("%d breaking change(s) need policy.breakingChanges: allow: %v", len(e.Reasons), e.Reasons)
+}
+func (e *BreakingError) Unwrap() error { return ErrBreaking }
+
+// ApplySchema plans def against the applied version and, unless dryRun, runs the plan and
+// records the version in one owner transaction. Applies of one schema are serialized; the
+// same version applied again is a no-op; a lower version, or the same version with other
+// content, is refused. appliedBy names the actor for the version record.
+func (s *Store) ApplySchema(ctx context.Context, def schemadef.Definition, dryRun bool, appliedBy string) (ApplyResult, error) {
+	ctx, cancel := withTimeout(ctx)
+	defer cancel()
+	key := def.Spec.Key()
+	res := ApplyResult{Name: def.Metadata.Name}
+	err := pgx.BeginFunc(ctx, s.Owner, func(tx pgx.Tx) error {
+		if err := s.q.SchemaLockKey(ctx, tx, key); err != nil {
+			return fmt.Errorf("lock: %w", err)
+		}
+		if owner, err := s.q.SchemaNameOwner(ctx, tx, def.Metadata.Name); err == nil && owner != key {
+			return fmt.Errorf("%w: %q names %s", ErrNameTaken, def.Metadata.Name, owner)
+		} else if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+			return err
+		}
+		var current *schemadef.Definition
+		row, err := s.q.SchemaGetForApply(ctx, tx, key)
+		switch {
+		case errors.Is(err, pgx.ErrNoRows):
+		case err != nil:
+			return fmt.Errorf("read applied version: %w", err)
+		default:
+			current = &schemadef.Definition{}
+			if err := json.Unmarshal(row.Definition, current); err != nil {
+				return fmt.Errorf("decode applied version: %w", err)
+			}
+		}
+		if current != nil {
+			switch {
+			case def.Spec.Version < current.Spec.Version:
+				return fmt.Errorf("%w: %d < %d", ErrVersionLower, def.Spec.Version, current.Spec.Version)
+			case def.Spec.Version == current.Spec.Version:
+				if sameDefinition(*current, def) {
+					res.Status = StatusUnchanged
+					res.Plan = planner.Plan{Key: key, FromVersion: current.Spec.Version, ToVersion: def.Spec.Version}
+					return nil
+				}
+				return fmt.Errorf("%w: version %d; increase spec.version", ErrVersionConflict, def.Spec.Version)
+			}
+		}
+		res.Plan = planner.Build(current, def)
+		if dryRun {
+			// A dry run shows breaking changes in the plan instead of refusing.
+			res.Status = StatusDryRun
+			return nil
+		}
+		if len(res.Plan.Breaking) > 0 && def.Spec.Policy.BreakingChanges != schemadef.BreakingAllow {
+			return &BreakingError{Reasons: res.Plan.Breaking}
+		}
+		for i, step := range res.Plan.Steps {
+			if _, err := tx.Exec(ctx, step.SQL); err != nil {
+				return fmt.Errorf("plan step %d (%s): %w", i+1, step.Comment, err)
+			}
+		}
+		body, err := json.Marshal(def)
+		if err != nil {
+			return err
+		}
+		_, err = s.q.SchemaVersionRecord(ctx, tx, dbsqlc.SchemaVersionRecordParams{
+			Key: key, Name: def.Metadata.Name, Org: def.Spec.Org, App: def.Spec.App, Domain: def.Spec.Domain,
+			Object: def.Spec.Object, Version: int32(def.Spec.Version), Definition: body, Plan: res.Plan.SQL(),
+			Breaking: emptyIfNil(res.Plan.Breaking), AppliedBy: appliedBy,
+		})
+		if err != nil {
+			return fmt.Errorf("record version: %w", err)
+		}
+		res.Status = StatusApplied
+		return nil
+	})
+	if err != nil {
+		return res, fmt.Errorf("apply schema %s: %w", def.Metadata.Name, Interpret(err))
+	}
+	return res, nil
+}
+
+func sameDefinition(a, b schemadef.Definition) bool {
+	x, _ := json.Marshal(a)
+	y, _ := json.Marshal(b)
+	return string(x) == string(y)
+}
+
+func emptyIfNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}
+
+// SchemaInfo is one entry of the registry.
+type SchemaInfo struct {
+	Key        string               `json:"key"`
+	Name       string               `json:"name"`
+	Version    int                  `json:"version"`
+	Definition schemadef.Definition `json:"definition"`
+	UpdatedAt  time.Time            `json:"updated_at"`
+}
+
+// Schemas returns every applied definition, ordered by key. It runs on the API pool, which
+// may read the registry.
+func (s *Store) Schemas(ctx context.Context) ([]SchemaInfo, error) {
+	rows, err := s.q.SchemaList(ctx, s.API)
+	if err != nil {
+		return nil, fmt.Errorf("list schemas: %w", Interpret(err))
+	}
+	out := make([]SchemaInfo, 0, len(rows))
+	for _, r := range rows {
+		info := SchemaInfo{Key: r.Key, Name: r.Name, Version: int(r.CurrentVersion), UpdatedAt: r.UpdatedAt.Time}
+		if err := json.Unmarshal(r.Definition, &info.Definition); err != nil {
+			return nil, fmt.Errorf("decode schema %s: %w", r.Key, err)
+		}
+		out = append(out, info)
+	}
+	return out, nil
+}
+
+// SchemaVersion is one applied version of a schema.
+type SchemaVersion struct {
+	Version   int       `json:"version"`
+	Plan      string    `json:"plan"`
+	PlanHash  string    `json:"plan_hash"`
+	Breaking  []string  `json:"breaking"`
+	AppliedBy string    `json:"applied_by"`
+	AppliedAt time.Time `json:"applied_at"`
+}
+
+// SchemaVersions returns the applied versions of the schema with key, newest first.
+func (s *Store) SchemaVersions(ctx context.Context, key string) ([]SchemaVersion, error) {
+	rows, err := s.q.SchemaVersionList(ctx, s.API, key)
+	if err != nil {
+		return nil, fmt.Errorf("list schema versions: %w", Interpret(err))
+	}
+	out := make([]SchemaVersion, 0, len(rows))
+	for _, r := range rows {
+		out = append(out, SchemaVersion{Version: int(r.Version), Plan: r.Plan, PlanHash: r.PlanHash,
+			Breaking: emptyIfNil(r.Breaking), AppliedBy: r.AppliedBy, AppliedAt: r.AppliedAt.Time})
+	}
+	return out, nil
+}

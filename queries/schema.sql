@@ -1,0 +1,36 @@
+-- name: SchemaList :many
+SELECT key, name, current_version, definition, updated_at
+FROM velocity.schemas
+ORDER BY key;
+
+-- name: SchemaGetByName :one
+SELECT key, name, current_version, definition, updated_at
+FROM velocity.schemas
+WHERE name = $1;
+
+-- name: SchemaGetForApply :one
+-- Locks the registry row so two applies of one schema run one after the other.
+SELECT key, name, current_version, definition
+FROM velocity.schemas
+WHERE key = $1
+FOR UPDATE;
+
+-- name: SchemaLockKey :exec
+-- Serializes applies of a key that has no registry row yet.
+SELECT pg_advisory_xact_lock(hashtextextended(sqlc.arg(key)::text, 0));
+
+-- name: SchemaNameOwner :one
+SELECT key FROM velocity.schemas WHERE name = $1;
+
+-- name: SchemaVersionRecord :one
+SELECT velocity.schema_version_record(
+  sqlc.arg(key)::text, sqlc.arg(name)::text, sqlc.arg(org)::text, sqlc.arg(app)::text,
+  sqlc.arg(domain)::text, sqlc.arg(object)::text, sqlc.arg(version)::integer,
+  sqlc.arg(definition)::jsonb, sqlc.arg(plan)::text, sqlc.arg(breaking)::text[], sqlc.arg(applied_by)::text
+)::bigint AS id;
+
+-- name: SchemaVersionList :many
+SELECT version, plan, plan_hash, breaking, applied_by, applied_at
+FROM velocity.schema_versions
+WHERE schema_key = $1
+ORDER BY version DESC;
