@@ -142,11 +142,16 @@ SET search_path = pg_catalog
 AS $$ SELECT velocity.current_actor() ->> 'id' $$;
 
 -- The actor's roles. Policies call it as (SELECT velocity.current_actor_roles()) so Postgres
--- evaluates it once per statement, not once per row.
+-- evaluates it once per statement, not once per row. An actor without a roles array (Go
+-- encodes a nil slice as null) has no roles; it must be denied, not fail every statement.
 CREATE OR REPLACE FUNCTION velocity.current_actor_roles() RETURNS text[]
 LANGUAGE sql STABLE
 SET search_path = pg_catalog
-AS $$ SELECT coalesce(array_agg(r ORDER BY r), '{}') FROM jsonb_array_elements_text(velocity.current_actor() -> 'roles') r $$;
+AS $$
+  SELECT coalesce(array_agg(r ORDER BY r), '{}')
+    FROM (SELECT velocity.current_actor() -> 'roles' AS roles) a,
+         jsonb_array_elements_text(CASE WHEN jsonb_typeof(a.roles) = 'array' THEN a.roles ELSE '[]' END) r
+$$;
 
 -- velocity.is_admin(): a platform administrator is an actor holding the admin role, or a DBA
 -- session logged in as velocity_owner (or a superuser) calling the admin functions from psql.
@@ -319,10 +324,14 @@ DECLARE
   v_group text := 'velocity_r_' || p_role;
 BEGIN
   IF p_role !~ '^[a-z][a-z0-9_]{0,40}$' THEN
-    RAISE EXCEPTION 'invalid role name %', quote_literal(p_role) USING ERRCODE = '22023';
+    RAISE EXCEPTION 'invalid role name %: use ^[a-z][a-z0-9_]{0,40}$', quote_literal(p_role) USING ERRCODE = '22023', COLUMN = 'role';
   END IF;
   IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = v_group) THEN
-    EXECUTE format('CREATE ROLE %I NOLOGIN', v_group);
+    BEGIN
+      EXECUTE format('CREATE ROLE %I NOLOGIN', v_group);
+    EXCEPTION WHEN duplicate_object OR unique_violation THEN
+      NULL; -- roles are cluster-wide: a concurrent apply made it first
+    END;
   END IF;
   RETURN v_group;
 END
@@ -343,13 +352,18 @@ BEGIN
   PERFORM velocity.require_admin();
   IF p_login !~ '^[a-z][a-z0-9_]{0,62}$' OR p_login LIKE 'velocity%' OR p_login LIKE 'pg\_%' OR p_login = 'postgres' THEN
     RAISE EXCEPTION 'invalid login name %: use ^[a-z][a-z0-9_]{0,62}$, not velocity*, pg_* or postgres', quote_literal(p_login)
-      USING ERRCODE = '22023';
+      USING ERRCODE = '22023', COLUMN = 'login';
   END IF;
   v_group := velocity.ensure_group_role(p_role);
   IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = p_login) THEN
-    EXECUTE format('CREATE ROLE %I LOGIN', p_login);
-  ELSIF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = p_login AND (rolsuper OR rolcreaterole OR rolbypassrls)) THEN
-    RAISE EXCEPTION 'login % is privileged and cannot be bound', quote_literal(p_login) USING ERRCODE = '42501';
+    BEGIN
+      EXECUTE format('CREATE ROLE %I LOGIN', p_login);
+    EXCEPTION WHEN duplicate_object OR unique_violation THEN
+      NULL;
+    END;
+  END IF;
+  IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = p_login AND (rolsuper OR rolcreaterole OR rolbypassrls)) THEN
+    RAISE EXCEPTION 'login % is privileged and cannot be bound', quote_literal(p_login) USING ERRCODE = '22023', COLUMN = 'login';
   END IF;
   IF p_password IS NOT NULL THEN
     EXECUTE format('ALTER ROLE %I PASSWORD %L', p_login, p_password);

@@ -41,6 +41,7 @@ type applyBody struct {
 	Plan        string         `json:"plan" doc:"the SQL script of the plan"`
 	Steps       []planner.Step `json:"steps"`
 	Breaking    []string       `json:"breaking"`
+	Warnings    []string       `json:"warnings" doc:"parts of the definition this release accepts but does not act on yet"`
 }
 
 type applyOut struct{ Body applyBody }
@@ -332,6 +333,10 @@ func (s *Server) apply(ctx context.Context, raw []byte, dryRun bool) (*applyOut,
 	if err := def.Validate(); err != nil {
 		return nil, definitionProblem(err)
 	}
+	refused, ignored := def.Unenforced()
+	if len(refused) > 0 {
+		return nil, definitionProblem(&schemadef.ValidationError{Errors: refused})
+	}
 	req := requestOf(ctx, "")
 	res, err := s.store.ApplySchema(ctx, def, dryRun, req.Actor.ID)
 	if err != nil {
@@ -361,6 +366,7 @@ func (s *Server) apply(ctx context.Context, raw []byte, dryRun bool) (*applyOut,
 	return &applyOut{Body: applyBody{
 		Key: res.Plan.Key, Name: res.Name, FromVersion: res.Plan.FromVersion, ToVersion: res.Plan.ToVersion,
 		Status: string(res.Status), Plan: res.Plan.SQL(), Steps: nonNilSteps(res.Plan.Steps), Breaking: nonNil(res.Plan.Breaking),
+		Warnings: warnings(ignored),
 	}}, nil
 }
 
@@ -437,4 +443,12 @@ func definitionBody() *huma.RequestBody {
 				"spec":       {Type: huma.TypeObject, AdditionalProperties: true},
 			}}},
 	}}
+}
+
+func warnings(fes []schemadef.FieldError) []string {
+	out := make([]string, 0, len(fes))
+	for _, fe := range fes {
+		out = append(out, fe.Path+": "+fe.Message)
+	}
+	return out
 }

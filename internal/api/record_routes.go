@@ -372,6 +372,10 @@ func (r *records) list(ctx context.Context, in *listIn) (*listOut, error) {
 			errs = append(errs, sqlbuild.FieldError{Location: "query." + k, Message: "unknown parameter or field"})
 			continue
 		}
+		if ok && !f.Filterable {
+			errs = append(errs, sqlbuild.FieldError{Location: "query." + k, Message: "field " + k + " is not filterable"})
+			continue
+		}
 		if len(in.raw[k]) != 1 {
 			errs = append(errs, sqlbuild.FieldError{Location: "query." + k, Message: "give one value"})
 			continue

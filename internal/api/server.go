@@ -6,6 +6,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -102,6 +103,12 @@ func (s *Server) build(infos []store.SchemaInfo) (http.Handler, huma.API) {
 	api := humago.New(mux, config)
 	api.UseMiddleware(s.authenticate(api))
 
+	// Anything no route matches is a problem+json 404 like every other error.
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/problem+json")
+		w.WriteHeader(http.StatusNotFound)
+		_ = json.NewEncoder(w).Encode(problem(http.StatusNotFound, "no route for "+r.Method+" "+r.URL.Path))
+	})
 	registerHealth(api, s)
 	registerAdmin(api, s)
 	for _, info := range infos {

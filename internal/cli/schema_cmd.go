@@ -27,6 +27,7 @@ type schemaPlan struct {
 		SQL     string `json:"sql"`
 	} `json:"steps"`
 	Breaking []string `json:"breaking"`
+	Warnings []string `json:"warnings"`
 }
 
 // schemaSummary is one schema in the API's list.
@@ -139,6 +140,9 @@ func writePlan(w io.Writer, p schemaPlan) {
 	fmt.Fprintf(w, "# %s (%s): %d -> %d %s\n", p.Name, p.Key, p.FromVersion, p.ToVersion, p.Status)
 	for _, b := range p.Breaking {
 		fmt.Fprintf(w, "# breaking: %s\n", b)
+	}
+	for _, warn := range p.Warnings {
+		fmt.Fprintf(w, "# warning: %s\n", warn)
 	}
 	if p.Plan != "" {
 		fmt.Fprint(w, p.Plan)

@@ -126,11 +126,13 @@ func setup() {
 }
 
 func createClone(ctx context.Context, super *pgx.Conn, name string) error {
+	// FILE_COPY copies the small template's files instead of logging every block through WAL
+	// (PG15's default), which makes a clone several times faster with fsync off.
 	// CREATE DATABASE ... TEMPLATE fails if another clone is being made from the same
 	// template at that moment; retry briefly.
 	var err error
 	for i := 0; i < 50; i++ {
-		_, err = super.Exec(ctx, "CREATE DATABASE "+name+" TEMPLATE "+srv.template+" OWNER "+store.OwnerRole)
+		_, err = super.Exec(ctx, "CREATE DATABASE "+name+" TEMPLATE "+srv.template+" OWNER "+store.OwnerRole+" STRATEGY FILE_COPY")
 		if err == nil {
 			return nil
 		}

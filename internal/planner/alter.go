@@ -78,6 +78,7 @@ var widening = map[[2]schemadef.FieldType]bool{
 
 func (b *builder) changeField(of, nf schemadef.Field) {
 	col := sqlbuild.Ident(nf.Name)
+	retyped := columnType(of.Type) != columnType(nf.Type)
 	oldCheck, newCheck := checkExpr(of), checkExpr(nf)
 	if oldCheck != newCheck && oldCheck != "" {
 		b.add(fmt.Sprintf("field %q: constraint changes", nf.Name), "ALTER TABLE %s DROP CONSTRAINT %s", b.table, b.constraintName(nf.Name, "check"))
@@ -86,7 +87,15 @@ func (b *builder) changeField(of, nf schemadef.Field) {
 		if !widening[[2]schemadef.FieldType{of.Type, nf.Type}] {
 			b.breaking("field %q changes type from %s to %s, which can fail or lose data", nf.Name, of.Type, nf.Type)
 		}
-		if columnType(of.Type) != columnType(nf.Type) {
+		if retyped {
+			// ALTER TYPE rebuilds the column's indexes and converts its default without USING:
+			// a trigram index cannot be rebuilt on a non-text type, nor a text default cast.
+			if needsTrigram(of) && !needsTrigram(nf) {
+				b.add(fmt.Sprintf("field %q: no trigram index", nf.Name), "DROP INDEX %s", b.indexName(nf.Name, "trgm"))
+			}
+			if defaultExpr(of) != "" {
+				b.add(fmt.Sprintf("field %q: no default while the type changes", nf.Name), "ALTER TABLE %s ALTER COLUMN %s DROP DEFAULT", b.table, col)
+			}
 			b.add(fmt.Sprintf("field %q: type %s -> %s", nf.Name, of.Type, nf.Type),
 				"ALTER TABLE %s ALTER COLUMN %s TYPE %s USING %s::%s", b.table, col, columnType(nf.Type), col, columnType(nf.Type))
 		}
@@ -108,7 +117,7 @@ func (b *builder) changeField(of, nf schemadef.Field) {
 	if !bytes.Equal(of.Default, nf.Default) || of.Type != nf.Type {
 		if d := defaultExpr(nf); d != "" {
 			b.add(fmt.Sprintf("field %q: default", nf.Name), "ALTER TABLE %s ALTER COLUMN %s SET DEFAULT %s", b.table, col, d)
-		} else if defaultExpr(of) != "" {
+		} else if defaultExpr(of) != "" && !retyped {
 			b.add(fmt.Sprintf("field %q: no default", nf.Name), "ALTER TABLE %s ALTER COLUMN %s DROP DEFAULT", b.table, col)
 		}
 	}
@@ -130,7 +139,7 @@ func (b *builder) changeField(of, nf schemadef.Field) {
 	if needsTrigram(of) != needsTrigram(nf) {
 		if needsTrigram(nf) {
 			b.add(fmt.Sprintf("field %q: trigram index", nf.Name), "CREATE INDEX %s ON %s USING gin (%s velocity_ext.gin_trgm_ops)", b.constraintName(nf.Name, "trgm"), b.table, col)
-		} else {
+		} else if !retyped {
 			b.add(fmt.Sprintf("field %q: no trigram index", nf.Name), "DROP INDEX %s", b.indexName(nf.Name, "trgm"))
 		}
 	}

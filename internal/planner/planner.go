@@ -301,8 +301,12 @@ func (b *builder) addGrants(old *schemadef.Access, next schemadef.Access) {
 		if has["create"] {
 			b.add("", "GRANT INSERT ON %s TO %s", b.table, group)
 		}
-		if has["update"] || has["delete"] {
-			// Enough to address rows by id without reading unmasked columns.
+		switch {
+		case (has["update"] || has["delete"]) && has["read"]:
+			// Writers filter rows by their columns; RLS still picks the rows.
+			b.add("", "GRANT SELECT ON %s TO %s", b.table, group)
+		case has["update"] || has["delete"]:
+			// Enough to address rows by id without reading what the role may not read.
 			b.add("", "GRANT SELECT (id, version) ON %s TO %s", b.table, group)
 		}
 		if has["update"] {

@@ -9,7 +9,7 @@ import (
 const MaxIdentifierLength = 63
 
 // Names are the Postgres objects a definition maps to. The rules, documented in
-// docs/naming.md, are collision-free because org, app, domain and object may not contain a
+// docs/schema-definition.md#naming, are collision-free because org, app, domain and object may not contain a
 // double underscore or end with one, so "__" only ever appears as the separator:
 //
 //	schema:  {org}__{app}

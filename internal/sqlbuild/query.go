@@ -152,6 +152,12 @@ func (t *Table) where(raw json.RawMessage, loc string, depth int, count *int, p 
 		errs.add(loc, "expected an object of conditions")
 		return ""
 	}
+	if len(obj) == 0 && depth > 0 {
+		// An empty condition compiles to nothing, which would silently drop the and, or or
+		// not around it; only the whole where may be empty.
+		errs.add(loc, "expected a non-empty object of conditions")
+		return ""
+	}
 	keys := make([]string, 0, len(obj))
 	for k := range obj {
 		keys = append(keys, k)
@@ -207,6 +213,8 @@ func (t *Table) fieldCondition(name string, raw json.RawMessage, loc string, p *
 		errs.add(loc, "field %q is not filterable", name)
 		return ""
 	}
+	// maxLength limits what may be stored, not what may be compared with.
+	f.MaxLength = nil
 	var ops map[string]json.RawMessage
 	if err := json.Unmarshal(raw, &ops); err != nil || len(ops) == 0 {
 		errs.add(loc, `expected an object of operators, e.g. {"eq": ...}`)
@@ -373,6 +381,11 @@ func (pg *Page) cursorCondition(token string, p *params) (string, string) {
 	// i and is after it on key i. Ascending keys sort NULLs last, descending first.
 	var ors []string
 	for i, k := range pg.keys {
+		if !k.desc && vals[i] == nil {
+			// Nothing sorts after NULL ascending. Checked before the equalities below add
+			// their parameters, which would be left unused (and untyped) otherwise.
+			continue
+		}
 		var ands []string
 		for j := 0; j < i; j++ {
 			col := "v." + Ident(pg.keys[j].field.Name)
@@ -385,8 +398,6 @@ func (pg *Page) cursorCondition(token string, p *params) (string, string) {
 		col := "v." + Ident(k.field.Name)
 		var after string
 		switch {
-		case !k.desc && vals[i] == nil:
-			continue // nothing sorts after NULL ascending
 		case !k.desc:
 			after = "(" + col + " > " + cast(p.add(*vals[i]), k.field.Type) + " OR " + col + " IS NULL)"
 		case vals[i] == nil:

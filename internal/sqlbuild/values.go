@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/big"
 	"regexp"
+	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -80,6 +81,10 @@ func textValue(f schemadef.Field, raw json.RawMessage) (*string, string) {
 			return nil, "expected an integer"
 		}
 		i, ok := new(big.Int).SetString(n.String(), 10)
+		if !ok && hugeExponent(n.String()) {
+			// big.Rat would write out 1e999999 digit by digit: tens of milliseconds a value.
+			return nil, "integer out of range (64-bit)"
+		}
 		if !ok {
 			// 3.0 or 1e3 are integers too when they have no fraction.
 			r, ok := new(big.Rat).SetString(n.String())
@@ -150,13 +155,39 @@ func textValue(f schemadef.Field, raw json.RawMessage) (*string, string) {
 		if !json.Valid(raw) {
 			return nil, "expected JSON"
 		}
-		if bytes.Contains(raw, []byte(`\u0000`)) {
+		if bytes.Contains(raw, []byte(`\u0000`)) && containsNUL(raw) {
 			return nil, "must not contain the NUL character"
 		}
 		s = string(raw)
 		return &s, ""
 	}
 	return nil, "unsupported type"
+}
+
+// hugeExponent reports whether a JSON number's exponent is beyond any int64 written with a
+// mantissa of reasonable length.
+func hugeExponent(n string) bool {
+	i := strings.IndexAny(n, "eE")
+	if i < 0 {
+		return false
+	}
+	exp, err := strconv.Atoi(n[i+1:])
+	return err != nil || exp > 1000 || exp < -1000
+}
+
+// containsNUL reports whether a JSON value holds U+0000 in a string or a key, which jsonb
+// cannot store; an escaped backslash followed by "u0000" is ordinary text.
+func containsNUL(raw json.RawMessage) bool {
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	for {
+		tok, err := dec.Token()
+		if err != nil {
+			return false
+		}
+		if s, ok := tok.(string); ok && strings.ContainsRune(s, 0) {
+			return true
+		}
+	}
 }
 
 func unmarshalNumber(raw json.RawMessage, n *json.Number) error {

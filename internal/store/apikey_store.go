@@ -74,7 +74,9 @@ func (s *Store) CreateAPIKey(ctx context.Context, req Request, name string, role
 	if allowIPs == nil {
 		params.AllowIps = []netip.Prefix{}
 	}
-	if ttl > 0 {
+	if ttl != 0 {
+		// A negative ttl goes to the database's check and is refused: it must never read
+		// as "no expiry".
 		params.Ttl = pgtype.Interval{Microseconds: ttl.Microseconds(), Valid: true}
 	}
 	var out NewAPIKey

@@ -1,10 +1,13 @@
 package store
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/big"
+	"reflect"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -117,10 +120,44 @@ func (s *Store) ApplySchema(ctx context.Context, def schemadef.Definition, dryRu
 	return res, nil
 }
 
+// sameDefinition compares a with b as JSON values, not as text: the registry keeps the
+// applied definition as jsonb, which reorders the keys of objects inside raw values (a json
+// field's default) and may rewrite numbers (1e3 as 1000).
 func sameDefinition(a, b schemadef.Definition) bool {
-	x, _ := json.Marshal(a)
-	y, _ := json.Marshal(b)
-	return string(x) == string(y)
+	return reflect.DeepEqual(canonicalJSON(a), canonicalJSON(b))
+}
+
+// canonicalJSON decodes v's JSON into generic values with every number as its exact value.
+func canonicalJSON(v any) any {
+	raw, err := json.Marshal(v)
+	if err != nil {
+		return err.Error()
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.UseNumber()
+	var out any
+	if err := dec.Decode(&out); err != nil {
+		return err.Error()
+	}
+	var walk func(any) any
+	walk = func(x any) any {
+		switch x := x.(type) {
+		case map[string]any:
+			for k, e := range x {
+				x[k] = walk(e)
+			}
+		case []any:
+			for i, e := range x {
+				x[i] = walk(e)
+			}
+		case json.Number:
+			if r, ok := new(big.Rat).SetString(x.String()); ok {
+				return r.RatString()
+			}
+		}
+		return x
+	}
+	return walk(out)
 }
 
 func emptyIfNil(s []string) []string {

@@ -45,11 +45,16 @@ SET search_path = pg_catalog
 AS $$ SELECT velocity.current_actor() ->> 'id' $$;
 
 -- The actor's roles. Policies call it as (SELECT velocity.current_actor_roles()) so Postgres
--- evaluates it once per statement, not once per row.
+-- evaluates it once per statement, not once per row. An actor without a roles array (Go
+-- encodes a nil slice as null) has no roles; it must be denied, not fail every statement.
 CREATE OR REPLACE FUNCTION velocity.current_actor_roles() RETURNS text[]
 LANGUAGE sql STABLE
 SET search_path = pg_catalog
-AS $$ SELECT coalesce(array_agg(r ORDER BY r), '{}') FROM jsonb_array_elements_text(velocity.current_actor() -> 'roles') r $$;
+AS $$
+  SELECT coalesce(array_agg(r ORDER BY r), '{}')
+    FROM (SELECT velocity.current_actor() -> 'roles' AS roles) a,
+         jsonb_array_elements_text(CASE WHEN jsonb_typeof(a.roles) = 'array' THEN a.roles ELSE '[]' END) r
+$$;
 
 -- velocity.is_admin(): a platform administrator is an actor holding the admin role, or a DBA
 -- session logged in as velocity_owner (or a superuser) calling the admin functions from psql.

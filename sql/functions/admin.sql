@@ -126,10 +126,14 @@ DECLARE
   v_group text := 'velocity_r_' || p_role;
 BEGIN
   IF p_role !~ '^[a-z][a-z0-9_]{0,40}$' THEN
-    RAISE EXCEPTION 'invalid role name %', quote_literal(p_role) USING ERRCODE = '22023';
+    RAISE EXCEPTION 'invalid role name %: use ^[a-z][a-z0-9_]{0,40}$', quote_literal(p_role) USING ERRCODE = '22023', COLUMN = 'role';
   END IF;
   IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = v_group) THEN
-    EXECUTE format('CREATE ROLE %I NOLOGIN', v_group);
+    BEGIN
+      EXECUTE format('CREATE ROLE %I NOLOGIN', v_group);
+    EXCEPTION WHEN duplicate_object OR unique_violation THEN
+      NULL; -- roles are cluster-wide: a concurrent apply made it first
+    END;
   END IF;
   RETURN v_group;
 END
@@ -150,13 +154,18 @@ BEGIN
   PERFORM velocity.require_admin();
   IF p_login !~ '^[a-z][a-z0-9_]{0,62}$' OR p_login LIKE 'velocity%' OR p_login LIKE 'pg\_%' OR p_login = 'postgres' THEN
     RAISE EXCEPTION 'invalid login name %: use ^[a-z][a-z0-9_]{0,62}$, not velocity*, pg_* or postgres', quote_literal(p_login)
-      USING ERRCODE = '22023';
+      USING ERRCODE = '22023', COLUMN = 'login';
   END IF;
   v_group := velocity.ensure_group_role(p_role);
   IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = p_login) THEN
-    EXECUTE format('CREATE ROLE %I LOGIN', p_login);
-  ELSIF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = p_login AND (rolsuper OR rolcreaterole OR rolbypassrls)) THEN
-    RAISE EXCEPTION 'login % is privileged and cannot be bound', quote_literal(p_login) USING ERRCODE = '42501';
+    BEGIN
+      EXECUTE format('CREATE ROLE %I LOGIN', p_login);
+    EXCEPTION WHEN duplicate_object OR unique_violation THEN
+      NULL;
+    END;
+  END IF;
+  IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = p_login AND (rolsuper OR rolcreaterole OR rolbypassrls)) THEN
+    RAISE EXCEPTION 'login % is privileged and cannot be bound', quote_literal(p_login) USING ERRCODE = '22023', COLUMN = 'login';
   END IF;
   IF p_password IS NOT NULL THEN
     EXECUTE format('ALTER ROLE %I PASSWORD %L', p_login, p_password);

@@ -1,0 +1,233 @@
+package api_test
+
+import (
+	"context"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/stretchr/testify/require"
+
+	"github.com/velocitydev/velocity/internal/api"
+)
+
+func TestAuthenticationAndLayer1(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, api.Config{KeyCacheTTL: time.Millisecond})
+	e.apply("testdata/orders.yaml")
+	viewer, editor, stranger := e.key("viewer"), e.key("editor"), e.key("auditor")
+
+	r := e.do("POST", ordersPath, editor, map[string]any{"customer_email": "e@example.com"})
+	require.Equal(t, http.StatusCreated, r.status, "%s", r.body)
+	id := r.json(t)["id"].(string)
+
+	// No credential, a malformed one, an unknown one: 401, never anonymous access.
+	requireProblem(t, e.do("GET", ordersPath, "", nil), http.StatusUnauthorized)
+	requireProblem(t, e.do("GET", ordersPath, "not-a-key", nil), http.StatusUnauthorized)
+	requireProblem(t, e.do("GET", ordersPath, "vk_"+strings.Repeat("A", 43), nil), http.StatusUnauthorized)
+
+	// Layer 1: verbs per role, a fast 403 naming the layer.
+	for _, c := range []struct {
+		key, method, path string
+		body              any
+	}{
+		{viewer, "POST", ordersPath, map[string]any{"customer_email": "v@example.com"}},
+		{viewer, "PATCH", ordersPath + "/" + id, map[string]any{"status": "paid"}},
+		{editor, "DELETE", ordersPath + "/" + id, nil},
+		{stranger, "GET", ordersPath, nil},
+		{stranger, "GET", ordersPath + "/" + id, nil},
+		{stranger, "POST", ordersPath + "/query", map[string]any{}},
+		{viewer, "GET", "/admin/schemas", nil},
+		{editor, "POST", "/admin/api-keys", map[string]any{"name": "x", "roles": []string{"admin"}}},
+	} {
+		p := requireProblem(t, e.do(c.method, c.path, c.key, c.body), http.StatusForbidden)
+		require.EqualValues(t, 1, p["layer"], "%s %s", c.method, c.path)
+	}
+	require.Equal(t, http.StatusOK, e.do("GET", ordersPath+"/"+id, viewer, nil).status)
+	require.Equal(t, http.StatusOK, e.do("PATCH", ordersPath+"/"+id, editor, map[string]any{"status": "paid"}).status)
+
+	// Revocation: the key stops working (the cache here is 1ms).
+	r = e.do("GET", "/admin/api-keys", e.admin, nil)
+	require.Equal(t, http.StatusOK, r.status)
+	require.NotContains(t, string(r.body), viewer, "a listing never shows a secret")
+	var viewerID string
+	for _, it := range r.json(t)["items"].([]any) {
+		k := it.(map[string]any)
+		require.NotContains(t, k, "key")
+		require.NotContains(t, k, "key_hash")
+		if k["name"] == "test viewer" {
+			viewerID = k["id"].(string)
+		}
+	}
+	require.NotEmpty(t, viewerID)
+	require.Equal(t, http.StatusNoContent, e.do("DELETE", "/admin/api-keys/"+viewerID, e.admin, nil).status)
+	requireProblem(t, e.do("DELETE", "/admin/api-keys/"+viewerID, e.admin, nil), http.StatusNotFound)
+	time.Sleep(5 * time.Millisecond)
+	requireProblem(t, e.do("GET", ordersPath+"/"+id, viewer, nil), http.StatusUnauthorized)
+}
+
+func TestAPIKeyAdmin(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, api.Config{})
+
+	r := e.do("POST", "/admin/api-keys", e.admin, map[string]any{"name": "ci", "roles": []string{"viewer"}, "ttl": "720h", "allow_ips": []string{"127.0.0.1/32", "::1"}})
+	require.Equal(t, http.StatusCreated, r.status, "%s", r.body)
+	k := r.json(t)
+	secret := k["key"].(string)
+	require.True(t, strings.HasPrefix(secret, "vk_"))
+	require.NotNil(t, k["expires_at"])
+	require.Equal(t, http.StatusForbidden, e.do("GET", "/admin/schemas", secret, nil).status, "authenticated from 127.0.0.1, denied by role")
+
+	// Only the SHA-256 of the secret is stored.
+	var stored int
+	require.NoError(t, e.super.QueryRow(context.Background(),
+		`SELECT count(*) FROM velocity.api_keys WHERE key_hash = sha256(convert_to($1, 'UTF8')) AND hint = right($1, 4)`, secret).Scan(&stored))
+	require.Equal(t, 1, stored)
+	var leaked int
+	require.NoError(t, e.super.QueryRow(context.Background(),
+		`SELECT count(*) FROM velocity.api_keys k WHERE row_to_json(k)::text LIKE '%' || $1 || '%'`, secret[3:20]).Scan(&leaked))
+	require.Equal(t, 0, leaked)
+
+	// A key that may only be used from elsewhere, and an expired key.
+	r = e.do("POST", "/admin/api-keys", e.admin, map[string]any{"name": "far", "roles": []string{"admin"}, "allow_ips": []string{"10.0.0.0/8"}})
+	require.Equal(t, http.StatusCreated, r.status)
+	requireProblem(t, e.do("GET", "/admin/schemas", r.json(t)["key"].(string), nil), http.StatusUnauthorized)
+	r = e.do("POST", "/admin/api-keys", e.admin, map[string]any{"name": "brief", "roles": []string{"admin"}, "ttl": "1ms"})
+	require.Equal(t, http.StatusCreated, r.status)
+	time.Sleep(10 * time.Millisecond)
+	p := requireProblem(t, e.do("GET", "/admin/schemas", r.json(t)["key"].(string), nil), http.StatusUnauthorized)
+	require.Contains(t, p["detail"], "expired")
+
+	// Bad input names the field.
+	for _, c := range []struct {
+		body any
+		loc  string
+	}{
+		{map[string]any{"name": "x", "roles": []string{"viewer"}, "ttl": "forever"}, "body.ttl"},
+		{map[string]any{"name": "x", "roles": []string{"viewer"}, "allow_ips": []string{"not-an-ip"}}, "body.allow_ips[0]"},
+		{map[string]any{"name": "x", "roles": []string{"Bad Role"}}, "body.roles"},
+		{map[string]any{"name": "x", "roles": []string{}}, "body.roles"},
+		{map[string]any{"name": "x", "roles": []string{"viewer"}, "extra": 1}, "body.extra"},
+	} {
+		p := requireProblem(t, e.do("POST", "/admin/api-keys", e.admin, c.body), http.StatusUnprocessableEntity)
+		require.Contains(t, locations(p), c.loc)
+	}
+	requireProblem(t, e.do("DELETE", "/admin/api-keys/nope", e.admin, nil), http.StatusBadRequest)
+}
+
+// TestActorCannotBeSpoofed checks principle 4: velocity.actor is trusted only from the
+// authenticator's sessions; any other login that sets it gains nothing.
+func TestActorCannotBeSpoofed(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, api.Config{})
+	e.apply("testdata/orders.yaml")
+	require.Equal(t, http.StatusCreated, e.do("POST", ordersPath, e.admin, map[string]any{"customer_email": "s@example.com"}).status)
+	ctx := context.Background()
+
+	// A BI login bound to no role.
+	r := e.do("POST", "/admin/db-logins", e.admin, map[string]any{"role": "viewer", "login": "spoof_" + e.db.Name[len(e.db.Name)-6:]})
+	require.Equal(t, http.StatusCreated, r.status, "%s", r.body)
+	login := r.json(t)["login"].(string)
+	require.Equal(t, http.StatusNoContent, e.do("DELETE", "/admin/db-logins/"+login+"/roles/viewer", e.admin, nil).status)
+
+	conn, err := pgx.Connect(ctx, e.db.DSN(login))
+	require.NoError(t, err)
+	defer conn.Close(ctx)
+	_, err = conn.Exec(ctx, `SELECT set_config('velocity.actor', '{"id":"root","roles":["admin"],"attributes":{}}', false)`)
+	require.NoError(t, err)
+	var actor string
+	require.NoError(t, conn.QueryRow(ctx, `SELECT velocity.current_actor()::text`).Scan(&actor))
+	require.Contains(t, actor, `"roles": []`)
+	require.Contains(t, actor, `"db:`+login)
+	_, err = conn.Exec(ctx, `SELECT * FROM acme__shop.sales__orders__read`)
+	require.ErrorContains(t, err, "permission denied", "unbound login has no grants")
+	_, err = conn.Exec(ctx, `SELECT velocity.api_key_list()`)
+	require.ErrorContains(t, err, "permission denied")
+
+	// The authenticator itself has no rights until it switches to velocity_api...
+	auth, err := pgx.Connect(ctx, e.db.DSN("velocity_authenticator"))
+	require.NoError(t, err)
+	defer auth.Close(ctx)
+	_, err = auth.Exec(ctx, `SELECT * FROM acme__shop.sales__orders`)
+	require.ErrorContains(t, err, "permission denied")
+	// ...and as velocity_api without an actor it sees no rows (RLS, layer 7).
+	_, err = auth.Exec(ctx, `SET ROLE velocity_api`)
+	require.NoError(t, err)
+	var n int
+	require.NoError(t, auth.QueryRow(ctx, `SELECT count(*) FROM acme__shop.sales__orders__read`).Scan(&n))
+	require.Equal(t, 0, n)
+	// The owner is subject to RLS as well (FORCE ROW LEVEL SECURITY).
+	require.NoError(t, e.db.Pool.QueryRow(ctx, `SELECT count(*) FROM acme__shop.sales__orders`).Scan(&n))
+	require.Equal(t, 0, n)
+}
+
+// TestDBLoginSeesWhatItsBindingAllows: a BI login reads and writes under the same rules as
+// the API.
+func TestDBLoginSeesWhatItsBindingAllows(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, api.Config{})
+	e.apply("testdata/orders.yaml")
+	for _, email := range []string{"a@example.com", "b@example.com"} {
+		require.Equal(t, http.StatusCreated, e.do("POST", ordersPath, e.admin, map[string]any{"customer_email": email}).status)
+	}
+	ctx := context.Background()
+	suffix := e.db.Name[len(e.db.Name)-6:]
+	viewer, editor := "bi_view_"+suffix, "bi_edit_"+suffix
+
+	for login, role := range map[string]string{viewer: "viewer", editor: "editor"} {
+		r := e.do("POST", "/admin/db-logins", e.admin, map[string]any{"role": role, "login": login, "password": "s3cret-pass"})
+		require.Equal(t, http.StatusCreated, r.status, "%s", r.body)
+	}
+	r := e.do("GET", "/admin/role-bindings", e.admin, nil)
+	require.Equal(t, http.StatusOK, r.status)
+	require.Contains(t, string(r.body), viewer)
+
+	v, err := pgx.Connect(ctx, e.db.DSN(viewer))
+	require.NoError(t, err)
+	defer v.Close(ctx)
+	var n int
+	require.NoError(t, v.QueryRow(ctx, `SELECT count(*) FROM acme__shop.sales__orders__read`).Scan(&n))
+	require.Equal(t, 2, n)
+	_, err = v.Exec(ctx, `INSERT INTO acme__shop.sales__orders (customer_email) VALUES ('v@example.com')`)
+	require.ErrorContains(t, err, "permission denied")
+	_, err = v.Exec(ctx, `SELECT customer_email FROM acme__shop.sales__orders`)
+	require.ErrorContains(t, err, "permission denied", "BI logins read through the view, not the table")
+
+	ed, err := pgx.Connect(ctx, e.db.DSN(editor))
+	require.NoError(t, err)
+	defer ed.Close(ctx)
+	_, err = ed.Exec(ctx, `INSERT INTO acme__shop.sales__orders (customer_email) VALUES ('ed@example.com')`)
+	require.NoError(t, err)
+	var createdBy string
+	var version int
+	require.NoError(t, ed.QueryRow(ctx, `SELECT created_by, version FROM acme__shop.sales__orders__read WHERE customer_email = 'ed@example.com'`).Scan(&createdBy, &version))
+	require.Equal(t, "db:"+editor, createdBy, "system fields are kept by Postgres for direct SQL too")
+	tag, err := ed.Exec(ctx, `UPDATE acme__shop.sales__orders SET status = 'paid' WHERE customer_email = 'ed@example.com'`)
+	require.NoError(t, err)
+	require.EqualValues(t, 1, tag.RowsAffected())
+	require.NoError(t, ed.QueryRow(ctx, `SELECT version FROM acme__shop.sales__orders__read WHERE customer_email = 'ed@example.com'`).Scan(&version))
+	require.Equal(t, 2, version)
+	_, err = ed.Exec(ctx, `DELETE FROM acme__shop.sales__orders`)
+	require.ErrorContains(t, err, "permission denied", "editor has no delete verb")
+	// Setting velocity.actor gains the editor nothing.
+	_, err = ed.Exec(ctx, `SELECT set_config('velocity.actor', '{"id":"x","roles":["admin"],"attributes":{}}', false)`)
+	require.NoError(t, err)
+	_, err = ed.Exec(ctx, `DELETE FROM acme__shop.sales__orders`)
+	require.ErrorContains(t, err, "permission denied")
+
+	// Revoking the binding removes access.
+	require.Equal(t, http.StatusNoContent, e.do("DELETE", "/admin/db-logins/"+viewer+"/roles/viewer", e.admin, nil).status)
+	v2, err := pgx.Connect(ctx, e.db.DSN(viewer))
+	require.NoError(t, err)
+	defer v2.Close(ctx)
+	_, err = v2.Exec(ctx, `SELECT count(*) FROM acme__shop.sales__orders__read`)
+	require.ErrorContains(t, err, "permission denied")
+
+	// Bad logins are refused with the field named.
+	for _, login := range []string{"postgres", "velocity_owner", "Robert'); DROP ROLE x; --", "pg_read_all_data"} {
+		p := requireProblem(t, e.do("POST", "/admin/db-logins", e.admin, map[string]any{"role": "viewer", "login": login}), http.StatusUnprocessableEntity)
+		require.Equal(t, []string{"body.login"}, locations(p), login)
+	}
+}

@@ -1,0 +1,125 @@
+package devserver_test
+
+import (
+	"context"
+	"encoding/json"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/stretchr/testify/require"
+	"sigs.k8s.io/yaml"
+
+	"github.com/velocitydev/velocity/internal/devserver"
+)
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+type run struct {
+	creds  devserver.Credentials
+	newKey bool
+	stop   func()
+}
+
+func start(t *testing.T, dir string, apiPort, pgPort int) run {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	ready := make(chan run, 1)
+	done := make(chan error, 1)
+	go func() {
+		done <- devserver.Run(ctx, devserver.Options{
+			DataDir: dir, Listen: "127.0.0.1:" + strconv.Itoa(apiPort), PGPort: pgPort,
+			Ready: func(c devserver.Credentials, newKey bool) { ready <- run{creds: c, newKey: newKey} },
+		})
+	}()
+	select {
+	case r := <-ready:
+		r.stop = func() {
+			cancel()
+			require.NoError(t, <-done)
+		}
+		return r
+	case err := <-done:
+		cancel()
+		t.Fatalf("dev server failed: %v", err)
+	case <-time.After(2 * time.Minute):
+		cancel()
+		t.Fatal("dev server did not start")
+	}
+	return run{}
+}
+
+// TestDevServerKeepsDataAcrossRuns starts `velocity dev` twice on one data folder.
+func TestDevServerKeepsDataAcrossRuns(t *testing.T) {
+	t.Parallel()
+	dir := filepath.Join(t.TempDir(), "data")
+	apiPort, pgPort := freePort(t), freePort(t)
+
+	first := start(t, dir, apiPort, pgPort)
+	require.True(t, first.newKey)
+	require.True(t, strings.HasPrefix(first.creds.APIKey, "vk_"))
+	var onDisk devserver.Credentials
+	raw, err := os.ReadFile(filepath.Join(dir, "credentials.json"))
+	require.NoError(t, err)
+	require.NoError(t, json.Unmarshal(raw, &onDisk))
+	require.Equal(t, first.creds, onDisk)
+	info, err := os.Stat(filepath.Join(dir, "credentials.json"))
+	require.NoError(t, err)
+	require.Equal(t, os.FileMode(0o600), info.Mode().Perm())
+
+	orders, err := os.ReadFile("../../examples/orders.yaml")
+	require.NoError(t, err)
+	post := func(c devserver.Credentials, path, contentType, body string) *http.Response {
+		req, err := http.NewRequest("POST", c.APIURL+path, strings.NewReader(body))
+		require.NoError(t, err)
+		req.Header.Set("X-API-Key", c.APIKey)
+		req.Header.Set("Content-Type", contentType)
+		res, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		res.Body.Close()
+		return res
+	}
+	js, err := yaml.YAMLToJSON(orders)
+	require.NoError(t, err)
+	require.Equal(t, http.StatusOK, post(first.creds, "/admin/schemas/apply", "application/json", string(js)).StatusCode)
+	require.Equal(t, http.StatusCreated, post(first.creds, "/acme/shop/sales/orders", "application/json", `{"customer_email":"kept@example.com"}`).StatusCode)
+
+	// database_url is the owner role over TCP with its password.
+	conn, err := pgx.Connect(context.Background(), first.creds.DatabaseURL)
+	require.NoError(t, err)
+	var user string
+	require.NoError(t, conn.QueryRow(context.Background(), "SELECT current_user").Scan(&user))
+	require.Equal(t, "velocity_owner", user)
+	require.NoError(t, conn.Close(context.Background()))
+	first.stop()
+
+	second := start(t, dir, apiPort, pgPort)
+	defer second.stop()
+	require.False(t, second.newKey, "the key is printed once")
+	require.Equal(t, first.creds.APIKey, second.creds.APIKey)
+	req, err := http.NewRequest("GET", second.creds.APIURL+"/acme/shop/sales/orders", nil)
+	require.NoError(t, err)
+	req.Header.Set("X-API-Key", second.creds.APIKey)
+	res, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	defer res.Body.Close()
+	require.Equal(t, http.StatusOK, res.StatusCode)
+	var page struct {
+		Items []map[string]any `json:"items"`
+	}
+	require.NoError(t, json.NewDecoder(res.Body).Decode(&page))
+	require.Len(t, page.Items, 1)
+	require.Equal(t, "kept@example.com", page.Items[0]["customer_email"])
+}

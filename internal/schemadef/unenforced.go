@@ -1,0 +1,38 @@
+package schemadef
+
+import "fmt"
+
+// Unenforced sorts the parts of a valid definition that this release does not enforce yet.
+// Refused parts are access rules: applying them as if they held would give a false sense of
+// protection, so apply rejects them. Ignored parts change no guarantee (an index tier, a
+// future archive threshold) and are applied with a warning.
+func (d Definition) Unenforced() (refused, ignored []FieldError) {
+	a := d.Spec.Access
+	if len(a.ABAC) > 0 {
+		refused = append(refused, FieldError{Path: "spec.access.abac", Message: "ABAC rules (layer 2) are not enforced by this release; remove them"})
+	}
+	if a.RowFilter != "" {
+		refused = append(refused, FieldError{Path: "spec.access.rowFilter", Message: "row filters (layer 4) are not enforced by this release; remove it"})
+	}
+	if len(a.Fields) > 0 {
+		refused = append(refused, FieldError{Path: "spec.access.fields", Message: "field rules and masks (layers 5 and 6) are not enforced by this release; remove them"})
+	}
+	if d.Spec.Search.Tier > SearchTierTrigram {
+		ignored = append(ignored, FieldError{Path: "spec.search.tier", Message: fmt.Sprintf("tier %d search is not served yet; tier 1 (trigram) indexes are created", d.Spec.Search.Tier)})
+	}
+	if len(d.Spec.Policy.RequireReason) > 0 {
+		ignored = append(ignored, FieldError{Path: "spec.policy.requireReason", Message: "reasons are accepted (X-Velocity-Reason) but not required yet"})
+	}
+	if len(d.Spec.History.Redact) > 0 {
+		ignored = append(ignored, FieldError{Path: "spec.history.redact", Message: "record history is not kept yet, so there is nothing to redact"})
+	}
+	if d.Spec.Archive.AfterDays > 0 {
+		ignored = append(ignored, FieldError{Path: "spec.archive.afterDays", Message: "archiving is not available yet"})
+	}
+	for i, f := range d.Spec.Fields {
+		if f.Facet {
+			ignored = append(ignored, FieldError{Path: fmt.Sprintf("spec.fields[%d].facet", i), Message: "facets (tier 3 search) are not served yet"})
+		}
+	}
+	return refused, ignored
+}
