@@ -31,8 +31,9 @@ check-generate:
 	@go run ./cmd/velocity migrate render | diff -u gen/schema.sql - || { echo "gen/schema.sql is stale: run make generate"; exit 1; }
 	@$(SQLC) diff || { echo "gen/dbsqlc is stale: run make generate"; exit 1; }
 
-bench: deps build
-	go run ./bench
+# Velocity against bare pgx on one throwaway Postgres; e.g. make bench BENCH_FLAGS="-duration 3s -json".
+bench: deps
+	go run ./bench $(BENCH_FLAGS)
 
 vet:
 	go vet ./...

@@ -1,0 +1,261 @@
+// Command bench measures Velocity's REST create and read-by-id against bare pgx doing the
+// same statements on the same throwaway Postgres, and prints each ratio beside the goal.
+//
+//	go run ./bench [-duration 5s] [-warmup 1s] [-clients 1,16,64] [-json] [-cpuprofile FILE]
+//
+// The profile labels each sample with side (velocity, velocity-server, baseline), case and
+// clients: go tool pprof -tagfocus side=velocity-server FILE shows the API's own work.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"os"
+	"os/signal"
+	"runtime"
+	"runtime/pprof"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// seedRecords is how many records the read tests pick their ids from.
+const seedRecords = 10000
+
+// goals are the issue's targets: Velocity's throughput at least Want times the baseline's,
+// at that many concurrent clients.
+var goals = []goal{{Case: "create", Clients: 16, Want: 0.5}, {Case: "read", Clients: 16, Want: 0.5}}
+
+type config struct {
+	duration, warmup time.Duration
+	clients          []int
+	json             bool
+	cpuProfile       string
+}
+
+// benchCase is one operation as Velocity serves it and as the baseline runs it.
+type benchCase struct {
+	name     string
+	velocity func(context.Context) error
+	baseline func(context.Context, *pgxpool.Pool) error
+}
+
+// result is one case at one client count.
+type result struct {
+	Case     string      `json:"case"`
+	Clients  int         `json:"clients"`
+	Velocity measurement `json:"velocity"`
+	Baseline measurement `json:"baseline"`
+	Ratio    float64     `json:"ratio"` // Velocity ops/s over baseline ops/s
+	// CPURatio is the baseline's CPU per op over Velocity's: the ratio a quiet host, where
+	// both sides are CPU-bound, would show.
+	CPURatio float64 `json:"cpu_ratio"`
+}
+
+type goal struct {
+	Case     string  `json:"case"`
+	Clients  int     `json:"clients"`
+	Want     float64 `json:"want_ratio"`
+	Ratio    float64 `json:"ratio"`
+	CPURatio float64 `json:"cpu_ratio"`
+	Met      bool    `json:"met"`
+}
+
+// report is the whole output; -json prints it as is.
+type report struct {
+	Setup   []string `json:"setup"`
+	Results []result `json:"results"`
+	Goals   []goal   `json:"goals"`
+}
+
+func main() {
+	var cfg config
+	clients := "1,16,64"
+	flag.DurationVar(&cfg.duration, "duration", 5*time.Second, "measured time of each test")
+	flag.DurationVar(&cfg.warmup, "warmup", time.Second, "unmeasured time before each test")
+	flag.StringVar(&clients, "clients", clients, "comma-separated concurrent client counts")
+	flag.BoolVar(&cfg.json, "json", false, "print the results as JSON")
+	flag.StringVar(&cfg.cpuProfile, "cpuprofile", "", "write a CPU profile of the tests to `file` (labels: side, case, clients)")
+	flag.Parse()
+	for _, s := range strings.Split(clients, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(s))
+		if err != nil || n < 1 || n > apiPoolSize {
+			fmt.Fprintf(os.Stderr, "bench: -clients: %q is not a count from 1 to %d\n", s, apiPoolSize)
+			os.Exit(2)
+		}
+		cfg.clients = append(cfg.clients, n)
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, cfg, os.Stdout); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, cfg config, out io.Writer) error {
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	progress("starting postgres and velocity")
+	h, err := startHarness(ctx, log)
+	if err != nil {
+		return err
+	}
+	defer h.Close()
+	ids, err := h.seed(ctx, seedRecords)
+	if err != nil {
+		return err
+	}
+	pick := func() string { return ids[rand.IntN(len(ids))] }
+	cases := []benchCase{
+		{name: "create", velocity: h.apiCreate, baseline: h.baselineCreate},
+		{
+			name:     "read",
+			velocity: func(ctx context.Context) error { return h.apiRead(ctx, pick()) },
+			baseline: func(ctx context.Context, p *pgxpool.Pool) error { return h.baselineRead(ctx, p, pick()) },
+		},
+	}
+
+	if cfg.cpuProfile != "" {
+		f, err := os.Create(cfg.cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
+
+	rep := report{Setup: []string{
+		"postgres " + h.pgVersion + ": throwaway cluster, fsync=off, synchronous_commit=off, full_page_writes=off; every client on its unix socket",
+		fmt.Sprintf("velocity: api.New served in this process by net/http on 127.0.0.1, keep-alive client in the same process; API pool %d connections (the schema listener holds one)", apiPoolSize),
+		"velocity create: POST, one pipelined round trip of identity settings + INSERT + read-back through the RLS read view; read: GET P/{id} through the read view",
+		"baseline: pgx pool as superuser sized to the client count; bypasses RLS (forced on the table), same table, same INSERT (sqlbuild), read: SELECT row_to_json(t) FROM <table> t WHERE id = $1",
+		fmt.Sprintf("reads pick from %d seeded ids; %s measured after %s warm-up per test; GOMAXPROCS=%d, %d CPUs shared by load, API and Postgres", seedRecords, cfg.duration, cfg.warmup, runtime.GOMAXPROCS(0), runtime.NumCPU()),
+	}}
+	for _, c := range cases {
+		for _, n := range cfg.clients {
+			r, err := measure(ctx, h, cfg, c, n)
+			if err != nil {
+				return err
+			}
+			rep.Results = append(rep.Results, r)
+		}
+	}
+	rep.Goals = []goal{}
+	for _, g := range goals {
+		i := slices.IndexFunc(rep.Results, func(r result) bool { return r.Case == g.Case && r.Clients == g.Clients })
+		if i < 0 {
+			continue
+		}
+		g.Ratio, g.CPURatio = rep.Results[i].Ratio, rep.Results[i].CPURatio
+		g.Met = g.Ratio >= g.Want
+		rep.Goals = append(rep.Goals, g)
+	}
+	if cfg.json {
+		enc := json.NewEncoder(out)
+		enc.SetIndent("", "  ")
+		enc.SetEscapeHTML(false)
+		return enc.Encode(rep)
+	}
+	return rep.print(out)
+}
+
+// measure runs one case at one client count, Velocity first, then the baseline on a pool of
+// that many connections.
+func measure(ctx context.Context, h *harness, cfg config, c benchCase, clients int) (result, error) {
+	r := result{Case: c.name, Clients: clients}
+	l := load{name: c.name, clients: clients, postmaster: h.postmaster, settle: h.settle, warmup: cfg.warmup, duration: cfg.duration}
+
+	progress(fmt.Sprintf("%s, %d clients: velocity", c.name, clients))
+	l.side, l.op = "velocity", c.velocity
+	var err error
+	if r.Velocity, err = l.run(ctx); err != nil {
+		return r, err
+	}
+
+	progress(fmt.Sprintf("%s, %d clients: baseline", c.name, clients))
+	pool, err := h.baselinePool(ctx, clients)
+	if err != nil {
+		return r, err
+	}
+	defer pool.Close()
+	l.side, l.op = "baseline", func(ctx context.Context) error { return c.baseline(ctx, pool) }
+	if r.Baseline, err = l.run(ctx); err != nil {
+		return r, err
+	}
+	if r.Baseline.OpsPerSec > 0 {
+		r.Ratio = r.Velocity.OpsPerSec / r.Baseline.OpsPerSec
+	}
+	vb, vp := r.Velocity.cpuPerOp()
+	bb, bp := r.Baseline.cpuPerOp()
+	if vb+vp > 0 {
+		r.CPURatio = float64(bb+bp) / float64(vb+vp)
+	}
+	return r, nil
+}
+
+func (rep report) print(out io.Writer) error {
+	for _, s := range rep.Setup {
+		fmt.Fprintln(out, "# "+s)
+	}
+	fmt.Fprintln(out)
+	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "case\tclients\tvelocity ops/s\tp50\tp99\tcpu/op\tbaseline ops/s\tp50\tp99\tcpu/op\tratio\tcpu ratio\t")
+	for _, r := range rep.Results {
+		fmt.Fprintf(tw, "%s\t%d\t%.0f\t%s\t%s\t%s\t%.0f\t%s\t%s\t%s\t%.2fx\t%.2fx\t\n", r.Case, r.Clients,
+			r.Velocity.OpsPerSec, r.Velocity.P50, r.Velocity.P99, formatCPU(r.Velocity),
+			r.Baseline.OpsPerSec, r.Baseline.P50, r.Baseline.P99, formatCPU(r.Baseline), r.Ratio, r.CPURatio)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	fmt.Fprintln(out, "cpu/op: CPU time per op in this process (load + API) + in Postgres; cpu ratio: baseline cpu/op over velocity's")
+	if noise := rep.noise(); noise > 0.2 {
+		fmt.Fprintf(out, "warning: other processes used up to %.1f of the %d cores during a test; ops/s are noisy, cpu/op much less\n", noise, runtime.NumCPU())
+	}
+	fmt.Fprintln(out)
+	fmt.Fprintln(out, "goals (velocity/baseline throughput):")
+	if len(rep.Goals) == 0 {
+		fmt.Fprintln(out, "  not measured: run with a client count the goals name")
+	}
+	for _, g := range rep.Goals {
+		mark := "BELOW"
+		if g.Met {
+			mark = "PASS"
+		}
+		fmt.Fprintf(out, "  %-5s %-6s at %d clients: %.2fx (cpu ratio %.2fx), want >= %.2fx\n", mark, g.Case, g.Clients, g.Ratio, g.CPURatio, g.Want)
+	}
+	return nil
+}
+
+// formatCPU shows the CPU time of one op in this process and in Postgres, in microseconds.
+func formatCPU(m measurement) string {
+	bench, postgres := m.cpuPerOp()
+	return fmt.Sprintf("%d+%dµs", bench.Microseconds(), postgres.Microseconds())
+}
+
+// noise is the most CPU that neither this process nor its Postgres used during a test.
+func (rep report) noise() float64 {
+	var most float64
+	for _, r := range rep.Results {
+		for _, m := range []measurement{r.Velocity, r.Baseline} {
+			most = max(most, m.otherCores())
+		}
+	}
+	return most
+}
+
+func progress(msg string) { fmt.Fprintln(os.Stderr, "bench: "+msg) }
