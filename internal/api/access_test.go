@@ -141,6 +141,25 @@ func TestActorCannotBeSpoofed(t *testing.T) {
 	require.NoError(t, conn.QueryRow(ctx, `SELECT velocity.current_actor()::text`).Scan(&actor))
 	require.Contains(t, actor, `"roles": []`)
 	require.Contains(t, actor, `"db:`+login)
+	// Nor do the fast-path settings, nor an operator of its own, in a scratch schema an
+	// analyst may well have, that would make the session_user test true: the actor functions
+	// are inlined with schema-qualified operators.
+	_, err = e.super.Exec(ctx, `CREATE SCHEMA scratch AUTHORIZATION `+login)
+	require.NoError(t, err)
+	for _, stmt := range []string{
+		`SELECT set_config('velocity.actor_roles', '{admin}', false), set_config('velocity.actor_id', 'root', false)`,
+		`CREATE FUNCTION scratch.always(name, name) RETURNS boolean LANGUAGE sql AS 'SELECT true'`,
+		`CREATE OPERATOR scratch.= (LEFTARG = name, RIGHTARG = name, FUNCTION = scratch.always)`,
+		`SET search_path = scratch, pg_catalog`,
+	} {
+		_, err = conn.Exec(ctx, stmt)
+		require.NoError(t, err, stmt)
+	}
+	var roles []string
+	var id string
+	require.NoError(t, conn.QueryRow(ctx, `SELECT velocity.current_actor_roles(), velocity.current_actor_id()`).Scan(&roles, &id))
+	require.Empty(t, roles)
+	require.Equal(t, "db:"+login, id)
 	_, err = conn.Exec(ctx, `SELECT * FROM acme__shop.sales__orders__read`)
 	require.ErrorContains(t, err, "permission denied", "unbound login has no grants")
 	_, err = conn.Exec(ctx, `SELECT velocity.api_key_list()`)

@@ -21,10 +21,17 @@ import (
 	"github.com/velocitydev/velocity/internal/store"
 )
 
+// recordOut carries JSON that Postgres made (row_to_json); as []byte it is written as is,
+// not decoded and encoded again.
 type recordOut struct {
-	Location string `header:"Location"`
-	ETag     string `header:"ETag"`
-	Body     json.RawMessage
+	ContentType string `header:"Content-Type"`
+	Location    string `header:"Location"`
+	ETag        string `header:"ETag"`
+	Body        []byte
+}
+
+func recordResponse(location string, rec record) *recordOut {
+	return &recordOut{ContentType: "application/json", Location: location, ETag: etag(rec.version), Body: rec.json}
 }
 
 type writeIn struct {
@@ -62,13 +69,10 @@ func (l *listIn) Resolve(ctx huma.Context) []error {
 	return nil
 }
 
+// listOut is {"items": [...], "next_cursor": ...}, assembled from Postgres's JSON rows.
 type listOut struct {
-	Body listBody
-}
-
-type listBody struct {
-	Items      []json.RawMessage `json:"items"`
-	NextCursor *string           `json:"next_cursor"`
+	ContentType string `header:"Content-Type"`
+	Body        []byte
 }
 
 type queryIn struct {
@@ -179,23 +183,23 @@ func parseIfMatch(h string) (int64, error) {
 	return n, nil
 }
 
-func etag(row []byte) string {
-	var v struct {
-		Version int64 `json:"version"`
-	}
-	_ = json.Unmarshal(row, &v)
-	return `"` + strconv.FormatInt(v.Version, 10) + `"`
+func etag(version int64) string {
+	return `"` + strconv.FormatInt(version, 10) + `"`
 }
 
-// readRow collects the single JSON row of a statement, if any.
-func readRow(dst *[]byte) func(pgx.Rows) error {
+// record is one record as read back: its JSON and its version.
+type record struct {
+	json    []byte
+	version int64
+}
+
+// readRecord collects the single row of a Get, if any.
+func readRecord(dst *record) func(pgx.Rows) error {
 	return func(rows pgx.Rows) error {
 		for rows.Next() {
-			var b []byte
-			if err := rows.Scan(&b); err != nil {
+			if err := rows.Scan(&dst.json, &dst.version); err != nil {
 				return err
 			}
-			*dst = b
 		}
 		return rows.Err()
 	}
@@ -223,23 +227,23 @@ func (r *records) create(ctx context.Context, in *writeIn) (*recordOut, error) {
 		}
 		id = u.String()
 	}
-	var row []byte
+	var rec record
 	err = r.s.store.InRequest(ctx, requestOf(ctx, in.Reason), []store.Statement{
 		stmt(r.t.Insert(id, vals)), stmt(r.t.Get(id)),
 	}, func(i int, rows pgx.Rows) error {
 		if i == 1 {
-			return readRow(&row)(rows)
+			return readRecord(&rec)(rows)
 		}
 		return nil
 	})
 	if err != nil {
 		return nil, storeProblem(err, "create")
 	}
-	if row == nil {
+	if rec.json == nil {
 		// Written, but the caller's read rules hide it.
-		return &recordOut{Location: r.path + "/" + id, Body: json.RawMessage(`{"id":"` + id + `"}`)}, nil
+		return &recordOut{ContentType: "application/json", Location: r.path + "/" + id, Body: []byte(`{"id":"` + id + `"}`)}, nil
 	}
-	return &recordOut{Location: r.path + "/" + id, ETag: etag(row), Body: row}, nil
+	return recordResponse(r.path+"/"+id, rec), nil
 }
 
 func stmt(s sqlbuild.Statement) store.Statement { return store.Statement{SQL: s.SQL, Args: s.Args} }
@@ -252,16 +256,16 @@ func (r *records) get(ctx context.Context, in *idIn) (*recordOut, error) {
 	if err != nil {
 		return nil, err
 	}
-	var row []byte
+	var rec record
 	err = r.s.store.InRequest(ctx, requestOf(ctx, ""), []store.Statement{stmt(r.t.Get(id))},
-		func(_ int, rows pgx.Rows) error { return readRow(&row)(rows) })
+		func(_ int, rows pgx.Rows) error { return readRecord(&rec)(rows) })
 	if err != nil {
 		return nil, storeProblem(err, "read")
 	}
-	if row == nil {
+	if rec.json == nil {
 		return nil, problem(http.StatusNotFound, "no "+r.t.Spec.Object+" record "+id)
 	}
-	return &recordOut{ETag: etag(row), Body: row}, nil
+	return recordResponse("", rec), nil
 }
 
 func (r *records) patch(ctx context.Context, in *patchIn) (*recordOut, error) {
@@ -285,7 +289,7 @@ func (r *records) patch(ctx context.Context, in *patchIn) (*recordOut, error) {
 		return nil, invalid(http.StatusUnprocessableEntity, "the patch is not valid for "+r.t.Spec.Key(), errs)
 	}
 	var updated bool
-	var row []byte
+	var rec record
 	err = r.s.store.InRequest(ctx, requestOf(ctx, in.Reason), []store.Statement{
 		stmt(r.t.Update(id, vals, ifVersion)), stmt(r.t.Get(id)),
 	}, func(i int, rows pgx.Rows) error {
@@ -295,21 +299,21 @@ func (r *records) patch(ctx context.Context, in *patchIn) (*recordOut, error) {
 			}
 			return rows.Err()
 		}
-		return readRow(&row)(rows)
+		return readRecord(&rec)(rows)
 	})
 	if err != nil {
 		return nil, storeProblem(err, "update")
 	}
 	switch {
-	case row == nil:
+	case rec.json == nil:
 		return nil, problem(http.StatusNotFound, "no "+r.t.Spec.Object+" record "+id)
 	case !updated && ifVersion > 0:
-		p := problem(http.StatusPreconditionFailed, "the record changed: it is at version "+strings.Trim(etag(row), `"`)+", not "+strconv.FormatInt(ifVersion, 10))
+		p := problem(http.StatusPreconditionFailed, "the record changed: it is at version "+strconv.FormatInt(rec.version, 10)+", not "+strconv.FormatInt(ifVersion, 10))
 		return nil, withLocation(p, "header.If-Match", "stale version")
 	case !updated:
 		return nil, denied(authz.LayerRLS, "update denied by row-level security")
 	}
-	return &recordOut{ETag: etag(row), Body: row}, nil
+	return recordResponse("", rec), nil
 }
 
 func (r *records) delete(ctx context.Context, in *deleteIn) (*deleteOut, error) {
@@ -463,15 +467,29 @@ func (r *records) page(ctx context.Context, q sqlbuild.QueryInput, loc string) (
 	if err != nil {
 		return nil, storeProblem(err, "query")
 	}
-	out := &listOut{}
+	next := []byte("null")
 	if len(items) > pg.Limit {
 		items = items[:pg.Limit]
 		c, err := pg.NextCursor(items[len(items)-1])
 		if err != nil {
 			return nil, err
 		}
-		out.Body.NextCursor = &c
+		next, _ = json.Marshal(c)
 	}
-	out.Body.Items = items
-	return out, nil
+	size := 32 + len(next)
+	for _, it := range items {
+		size += len(it) + 1
+	}
+	body := make([]byte, 0, size)
+	body = append(body, `{"items":[`...)
+	for i, it := range items {
+		if i > 0 {
+			body = append(body, ',')
+		}
+		body = append(body, it...)
+	}
+	body = append(body, `],"next_cursor":`...)
+	body = append(body, next...)
+	body = append(body, '}')
+	return &listOut{ContentType: "application/json", Body: body}, nil
 }

@@ -268,7 +268,7 @@ func TestTableStatements(t *testing.T) {
 
 	require.Equal(t, `DELETE FROM "acme__lab"."test__things" WHERE id = $1::uuid RETURNING id`, tbl.Delete(id, 0).SQL)
 	require.Equal(t, []any{id, int64(2)}, tbl.Delete(id, 2).Args)
-	require.Equal(t, `SELECT row_to_json(v) FROM "acme__lab"."test__things__read" v WHERE v.id = $1::uuid`, tbl.Get(id).SQL)
+	require.Equal(t, `SELECT row_to_json(v), v.version FROM "acme__lab"."test__things__read" v WHERE v.id = $1::uuid`, tbl.Get(id).SQL)
 	require.Equal(t, []any{id}, tbl.Get(id).Args)
 	require.Equal(t, `SELECT version FROM "acme__lab"."test__things__read" WHERE id = $1::uuid`, tbl.Version(id).SQL)
 }

@@ -40,7 +40,7 @@ func NewTable(spec schemadef.Spec) *Table {
 	for _, f := range spec.Fields {
 		t.fields[f.Name] = f
 	}
-	t.getSQL = fmt.Sprintf("SELECT row_to_json(v) FROM %s v WHERE v.id = $1::uuid", t.view)
+	t.getSQL = fmt.Sprintf("SELECT row_to_json(v), v.version FROM %s v WHERE v.id = $1::uuid", t.view)
 	return t
 }
 
@@ -55,7 +55,7 @@ func (t *Table) field(name string) (schemadef.Field, bool) {
 	return schemadef.Field{}, false
 }
 
-// Get reads one record, as JSON, through the read view.
+// Get reads one record through the read view: its JSON and its version.
 func (t *Table) Get(id string) Statement {
 	return Statement{SQL: t.getSQL, Args: []any{id}}
 }

@@ -48,12 +48,12 @@ func HashAPIKey(secret string) []byte {
 // asAdmin runs fn in a transaction that carries req's identity, for the admin functions,
 // which check the actor's roles themselves.
 func (s *Store) asAdmin(ctx context.Context, req Request, fn func(tx pgx.Tx) error) error {
-	actor, err := json.Marshal(req.Actor)
+	args, err := identityArgs(req)
 	if err != nil {
 		return err
 	}
 	return Interpret(pgx.BeginFunc(ctx, s.API, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, identitySQL, string(actor), req.Reason, req.RequestID); err != nil {
+		if _, err := tx.Exec(ctx, identitySQL, args...); err != nil {
 			return err
 		}
 		return fn(tx)

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -117,7 +118,38 @@ type Request struct {
 	RequestID string
 }
 
-const identitySQL = "SELECT set_config('velocity.actor', $1, true), set_config('velocity.reason', $2, true), set_config('velocity.request_id', $3, true)"
+// identitySQL sets the verified actor for one transaction. velocity.actor_id and
+// velocity.actor_roles repeat parts of velocity.actor so the functions on every statement's
+// path read a plain setting instead of parsing JSON (sql/functions/actor.sql).
+const identitySQL = "SELECT set_config('velocity.actor', $1, true), set_config('velocity.actor_id', $2, true), " +
+	"set_config('velocity.actor_roles', $3, true), set_config('velocity.reason', $4, true), set_config('velocity.request_id', $5, true)"
+
+// identityArgs are the parameters of identitySQL for req.
+func identityArgs(req Request) ([]any, error) {
+	actor, err := json.Marshal(req.Actor)
+	if err != nil {
+		return nil, fmt.Errorf("encode actor: %w", err)
+	}
+	return []any{string(actor), req.Actor.ID, textArray(req.Actor.Roles), req.Reason, req.RequestID}, nil
+}
+
+var arrayEscaper = strings.NewReplacer(`\`, `\\`, `"`, `\"`)
+
+// textArray writes a Postgres text[] literal, every element quoted.
+func textArray(items []string) string {
+	var b strings.Builder
+	b.WriteByte('{')
+	for i, s := range items {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteByte('"')
+		b.WriteString(arrayEscaper.Replace(s))
+		b.WriteByte('"')
+	}
+	b.WriteByte('}')
+	return b.String()
+}
 
 // Statement is one SQL statement with its arguments.
 type Statement struct {
@@ -130,12 +162,12 @@ type Statement struct {
 // transaction: one Sync for the whole batch). read is called with each statement's rows in
 // turn; it must consume them.
 func (s *Store) InRequest(ctx context.Context, req Request, stmts []Statement, read func(i int, rows pgx.Rows) error) error {
-	actor, err := json.Marshal(req.Actor)
+	args, err := identityArgs(req)
 	if err != nil {
-		return fmt.Errorf("encode actor: %w", err)
+		return err
 	}
 	b := &pgx.Batch{}
-	b.Queue(identitySQL, string(actor), req.Reason, req.RequestID)
+	b.Queue(identitySQL, args...)
 	for _, st := range stmts {
 		b.Queue(st.SQL, st.Args...)
 	}

@@ -133,9 +133,12 @@ func TestInRequestIsOneTransaction(t *testing.T) {
 			if i == 0 {
 				return nil
 			}
-			var err error
-			rec, err = pgx.CollectExactlyOneRow(rows, pgx.RowTo[map[string]any])
-			return err
+			var raw []byte
+			var version int64
+			if _, err := pgx.ForEachRow(rows, []any{&raw, &version}, func() error { return nil }); err != nil {
+				return err
+			}
+			return json.Unmarshal(raw, &rec)
 		})
 	require.NoError(t, err)
 	require.Equal(t, id, rec["id"])

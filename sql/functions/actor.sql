@@ -22,12 +22,7 @@ BEGIN
     RETURN raw::jsonb;
   END IF;
 
-  SELECT coalesce(jsonb_agg(DISTINCT b.role), '[]'::jsonb)
-    INTO roles
-    FROM velocity.role_bindings b
-   WHERE b.subject_kind = 'db_login'
-     AND b.subject = session_user::text
-     AND (b.expires_at IS NULL OR b.expires_at > now());
+  roles := to_jsonb(velocity.db_login_roles());
   SELECT coalesce(jsonb_object_agg(s.key, s.value), '{}'::jsonb)
     INTO attrs
     FROM velocity.role_bindings b, jsonb_each(b.scope) s
@@ -38,22 +33,49 @@ BEGIN
 END
 $$;
 
+-- velocity.db_login_roles(): the roles bound to the session's login, for BI tools and psql.
+CREATE OR REPLACE FUNCTION velocity.db_login_roles() RETURNS text[]
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog
+AS $$
+  SELECT coalesce(array_agg(DISTINCT b.role ORDER BY b.role), '{}')
+    FROM velocity.role_bindings b
+   WHERE b.subject_kind = 'db_login'
+     AND b.subject = session_user::text
+     AND (b.expires_at IS NULL OR b.expires_at > now())
+$$;
+
+-- velocity.current_actor_roles() and velocity.current_actor_id() are on every statement's
+-- path (policies, the system-fields trigger), so they are written to be inlined by the
+-- planner: plain SQL, STABLE, no SET clause, no SECURITY DEFINER. Inlined bodies are parsed
+-- with the caller's search_path, so every function and operator is schema-qualified; a
+-- session cannot redirect the session_user test to an operator of its own. The API sets
+-- velocity.actor_roles (a text[] literal) and velocity.actor_id beside velocity.actor in the
+-- same statement; they are trusted under the same rule as velocity.actor. Policies call
+-- (SELECT velocity.current_actor_roles()) so it runs once per statement, not per row.
+CREATE OR REPLACE FUNCTION velocity.current_actor_roles() RETURNS text[]
+LANGUAGE sql STABLE
+AS $$
+  SELECT CASE
+    WHEN session_user OPERATOR(pg_catalog.=) 'velocity_authenticator'::pg_catalog.name THEN
+      CASE WHEN pg_catalog.current_setting('velocity.actor_roles', true) IS NULL
+             OR pg_catalog.current_setting('velocity.actor_roles', true) OPERATOR(pg_catalog.=) ''
+           THEN '{}'::pg_catalog.text[]
+           ELSE pg_catalog.current_setting('velocity.actor_roles', true)::pg_catalog.text[]
+      END
+    ELSE velocity.db_login_roles()
+  END
+$$;
+
 -- The actor's id, for created_by / updated_by.
 CREATE OR REPLACE FUNCTION velocity.current_actor_id() RETURNS text
 LANGUAGE sql STABLE
-SET search_path = pg_catalog
-AS $$ SELECT velocity.current_actor() ->> 'id' $$;
-
--- The actor's roles. Policies call it as (SELECT velocity.current_actor_roles()) so Postgres
--- evaluates it once per statement, not once per row. An actor without a roles array (Go
--- encodes a nil slice as null) has no roles; it must be denied, not fail every statement.
-CREATE OR REPLACE FUNCTION velocity.current_actor_roles() RETURNS text[]
-LANGUAGE sql STABLE
-SET search_path = pg_catalog
 AS $$
-  SELECT coalesce(array_agg(r ORDER BY r), '{}')
-    FROM (SELECT velocity.current_actor() -> 'roles' AS roles) a,
-         jsonb_array_elements_text(CASE WHEN jsonb_typeof(a.roles) = 'array' THEN a.roles ELSE '[]' END) r
+  SELECT CASE
+    WHEN session_user OPERATOR(pg_catalog.=) 'velocity_authenticator'::pg_catalog.name THEN
+      COALESCE(pg_catalog.current_setting('velocity.actor_id', true), '')
+    ELSE 'db:' OPERATOR(pg_catalog.||) session_user::pg_catalog.text
+  END
 $$;
 
 -- velocity.is_admin(): a platform administrator is an actor holding the admin role, or a DBA
