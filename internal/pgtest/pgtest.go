@@ -46,11 +46,30 @@ var (
 // TestMain: func TestMain(m *testing.M) { pgtest.Main(m) }.
 func Main(m *testing.M) {
 	code := m.Run()
+	if sharedPool != nil {
+		sharedPool.Close()
+	}
 	if srv.cluster != nil {
 		_ = srv.cluster.Stop()
 		_ = os.RemoveAll(filepath.Dir(srv.cluster.SocketDir()))
+	} else if srv.template != "" {
+		dropDatabases()
 	}
 	os.Exit(code)
+}
+
+// dropDatabases removes the template and shared database from a server the tests did not
+// start themselves (VELOCITY_TEST_DATABASE_URL).
+func dropDatabases() {
+	ctx := context.Background()
+	c, err := pgx.Connect(ctx, srv.superDSN("postgres"))
+	if err != nil {
+		return
+	}
+	defer c.Close(ctx)
+	_, _ = c.Exec(ctx, "DROP DATABASE IF EXISTS "+srv.shared+" WITH (FORCE)")
+	_, _ = c.Exec(ctx, "ALTER DATABASE "+srv.template+" IS_TEMPLATE false")
+	_, _ = c.Exec(ctx, "DROP DATABASE IF EXISTS "+srv.template+" WITH (FORCE)")
 }
 
 func setup() {
