@@ -20,8 +20,10 @@ CHECKS=(
 	"pg_trgm|test -f $PG_SHARE/extension/pg_trgm.control|postgresql-contrib-15"
 	"postgres-user|getent passwd postgres >/dev/null|postgresql-15"
 	"redis|command -v redis-server >/dev/null|redis-server"
+	"gcc|command -v gcc >/dev/null|gcc"
 )
-DEFAULTS=(postgres initdb pg_ctl pg_trgm postgres-user)
+# gcc: sqlc, which the generated-code check builds, parses SQL with cgo (pg_query_go).
+DEFAULTS=(postgres initdb pg_ctl pg_trgm postgres-user gcc)
 
 row() {
 	local name=$1 entry
