@@ -23,12 +23,12 @@ test: deps check-generate
 
 # gen/schema.sql is the migrations with tern's templates expanded: sqlc's schema input.
 generate:
-	go run ./cmd/velocity migrate render > gen/schema.sql.tmp && mv gen/schema.sql.tmp gen/schema.sql
+	go run ./sql/render > gen/schema.sql.tmp && mv gen/schema.sql.tmp gen/schema.sql
 	$(SQLC) generate
 
 # CI check that the committed generated code is current.
 check-generate:
-	@go run ./cmd/velocity migrate render | diff -u gen/schema.sql - || { echo "gen/schema.sql is stale: run make generate"; exit 1; }
+	@go run ./sql/render | diff -u gen/schema.sql - || { echo "gen/schema.sql is stale: run make generate"; exit 1; }
 	@$(SQLC) diff || { echo "gen/dbsqlc is stale: run make generate"; exit 1; }
 
 # Velocity against bare pgx on one throwaway Postgres; e.g. make bench BENCH_FLAGS="-duration 3s -json".

@@ -152,8 +152,8 @@ func startHarness(ctx context.Context, log *slog.Logger) (h *harness, err error)
 	// session, which has no Velocity roles.
 	h.readSQL = "SELECT row_to_json(t) FROM " + sqlbuild.Qualified(h.table.Names.Schema, h.table.Names.Table) + " t WHERE id = $1"
 
-	admin := store.Request{Actor: store.Actor{ID: "velocity-bench", Kind: "system", Roles: []string{"admin"}, Attributes: map[string]any{}}}
-	key, err := h.store.CreateAPIKey(ctx, admin, "bench admin", []string{"admin"}, 0, nil)
+	admin := store.Request{Actor: store.Actor{ID: "velocity-bench", Kind: "system", Roles: []string{"platform_admin", "admin"}, Attributes: map[string]any{}}}
+	key, err := h.store.CreateAPIKey(ctx, admin, "bench admin", []string{"platform_admin", "admin"}, 0, nil)
 	if err != nil {
 		return h, err
 	}

@@ -15,9 +15,12 @@ FROM velocity.schemas
 WHERE key = $1
 FOR UPDATE;
 
--- name: SchemaLockKey :exec
--- Serializes applies of a key that has no registry row yet.
-SELECT pg_advisory_xact_lock(hashtextextended(sqlc.arg(key)::text, 0));
+-- name: SchemaApplyLock :exec
+-- Serializes applies: schemas of one org/app share a Postgres schema and every schema shares
+-- the cluster-wide group roles, so concurrent applies would race on both. Applies are rare.
+-- lock_timeout bounds how long DDL waits behind running requests, which queue behind it.
+SELECT pg_advisory_xact_lock(hashtextextended('velocity.schema_apply', 0)),
+       set_config('lock_timeout', '10s', true);
 
 -- name: SchemaNameOwner :one
 SELECT key FROM velocity.schemas WHERE name = $1;

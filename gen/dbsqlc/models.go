@@ -36,6 +36,12 @@ type VelocityApiKeyInfo struct {
 	RevokedAt pgtype.Timestamptz
 }
 
+type VelocityDbLogin struct {
+	Login     string
+	CreatedAt pgtype.Timestamptz
+	CreatedBy string
+}
+
 type VelocityRoleBinding struct {
 	ID          uuid.UUID
 	Role        string

@@ -11,6 +11,19 @@ import (
 	"github.com/jackc/pgx/v5/pgtype"
 )
 
+const schemaApplyLock = `-- name: SchemaApplyLock :exec
+SELECT pg_advisory_xact_lock(hashtextextended('velocity.schema_apply', 0)),
+       set_config('lock_timeout', '10s', true)
+`
+
+// Serializes applies: schemas of one org/app share a Postgres schema and every schema shares
+// the cluster-wide group roles, so concurrent applies would race on both. Applies are rare.
+// lock_timeout bounds how long DDL waits behind running requests, which queue behind it.
+func (q *Queries) SchemaApplyLock(ctx context.Context, db DBTX) error {
+	_, err := db.Exec(ctx, schemaApplyLock)
+	return err
+}
+
 const schemaGetByName = `-- name: SchemaGetByName :one
 SELECT key, name, current_version, definition, updated_at
 FROM velocity.schemas
@@ -103,16 +116,6 @@ func (q *Queries) SchemaList(ctx context.Context, db DBTX) ([]SchemaListRow, err
 		return nil, err
 	}
 	return items, nil
-}
-
-const schemaLockKey = `-- name: SchemaLockKey :exec
-SELECT pg_advisory_xact_lock(hashtextextended($1::text, 0))
-`
-
-// Serializes applies of a key that has no registry row yet.
-func (q *Queries) SchemaLockKey(ctx context.Context, db DBTX, key string) error {
-	_, err := db.Exec(ctx, schemaLockKey, key)
-	return err
 }
 
 const schemaNameOwner = `-- name: SchemaNameOwner :one

@@ -45,6 +45,14 @@ func TestAuthenticationAndLayer1(t *testing.T) {
 		p := requireProblem(t, e.do(c.method, c.path, c.key, c.body), http.StatusForbidden)
 		require.EqualValues(t, 1, p["layer"], "%s %s", c.method, c.path)
 	}
+	// Holding the schema role "admin" gives every verb on the object and nothing on the
+	// platform: platform_admin is a separate role no schema may define (ADR-008).
+	schemaAdmin := e.key("admin")
+	require.Equal(t, http.StatusOK, e.do("GET", ordersPath+"/"+id, schemaAdmin, nil).status)
+	for _, path := range []string{"/admin/schemas", "/admin/api-keys", "/admin/role-bindings"} {
+		p := requireProblem(t, e.do("GET", path, schemaAdmin, nil), http.StatusForbidden)
+		require.EqualValues(t, 1, p["layer"])
+	}
 	require.Equal(t, http.StatusOK, e.do("GET", ordersPath+"/"+id, viewer, nil).status)
 	require.Equal(t, http.StatusOK, e.do("PATCH", ordersPath+"/"+id, editor, map[string]any{"status": "paid"}).status)
 
@@ -127,12 +135,12 @@ func TestActorCannotBeSpoofed(t *testing.T) {
 	ctx := context.Background()
 
 	// A BI login bound to no role.
-	r := e.do("POST", "/admin/db-logins", e.admin, map[string]any{"role": "viewer", "login": "spoof_" + e.db.Name[len(e.db.Name)-6:]})
+	r := e.do("POST", "/admin/db-logins", e.admin, map[string]any{"role": "viewer", "login": "spoof_" + e.db.Name[len(e.db.Name)-6:], "password": "spoof-pass"})
 	require.Equal(t, http.StatusCreated, r.status, "%s", r.body)
 	login := r.json(t)["login"].(string)
 	require.Equal(t, http.StatusNoContent, e.do("DELETE", "/admin/db-logins/"+login+"/roles/viewer", e.admin, nil).status)
 
-	conn, err := pgx.Connect(ctx, e.db.DSN(login))
+	conn, err := pgx.Connect(ctx, e.db.LoginDSN(login, "spoof-pass"))
 	require.NoError(t, err)
 	defer conn.Close(ctx)
 	_, err = conn.Exec(ctx, `SELECT set_config('velocity.actor', '{"id":"root","roles":["admin"],"attributes":{}}', false)`)
@@ -164,6 +172,18 @@ func TestActorCannotBeSpoofed(t *testing.T) {
 	require.ErrorContains(t, err, "permission denied", "unbound login has no grants")
 	_, err = conn.Exec(ctx, `SELECT velocity.api_key_list()`)
 	require.ErrorContains(t, err, "permission denied")
+	// A temporary view shadowing pg_roles does not make it a superuser to is_admin().
+	for _, stmt := range []string{
+		`SET search_path = pg_catalog`,
+		`CREATE TEMP VIEW pg_roles AS SELECT session_user::name AS rolname, true AS rolsuper`,
+		`GRANT SELECT ON pg_temp.pg_roles TO PUBLIC`,
+	} {
+		_, err = conn.Exec(ctx, stmt)
+		require.NoError(t, err, stmt)
+	}
+	var isAdmin bool
+	require.NoError(t, conn.QueryRow(ctx, `SELECT velocity.is_admin()`).Scan(&isAdmin))
+	require.False(t, isAdmin)
 
 	// The authenticator itself has no rights until it switches to velocity_api...
 	auth, err := pgx.Connect(ctx, e.db.DSN("velocity_authenticator"))
@@ -203,7 +223,7 @@ func TestDBLoginSeesWhatItsBindingAllows(t *testing.T) {
 	require.Equal(t, http.StatusOK, r.status)
 	require.Contains(t, string(r.body), viewer)
 
-	v, err := pgx.Connect(ctx, e.db.DSN(viewer))
+	v, err := pgx.Connect(ctx, e.db.LoginDSN(viewer, "s3cret-pass"))
 	require.NoError(t, err)
 	defer v.Close(ctx)
 	var n int
@@ -214,7 +234,7 @@ func TestDBLoginSeesWhatItsBindingAllows(t *testing.T) {
 	_, err = v.Exec(ctx, `SELECT customer_email FROM acme__shop.sales__orders`)
 	require.ErrorContains(t, err, "permission denied", "BI logins read through the view, not the table")
 
-	ed, err := pgx.Connect(ctx, e.db.DSN(editor))
+	ed, err := pgx.Connect(ctx, e.db.LoginDSN(editor, "s3cret-pass"))
 	require.NoError(t, err)
 	defer ed.Close(ctx)
 	_, err = ed.Exec(ctx, `INSERT INTO acme__shop.sales__orders (customer_email) VALUES ('ed@example.com')`)
@@ -238,11 +258,24 @@ func TestDBLoginSeesWhatItsBindingAllows(t *testing.T) {
 
 	// Revoking the binding removes access.
 	require.Equal(t, http.StatusNoContent, e.do("DELETE", "/admin/db-logins/"+viewer+"/roles/viewer", e.admin, nil).status)
-	v2, err := pgx.Connect(ctx, e.db.DSN(viewer))
+	v2, err := pgx.Connect(ctx, e.db.LoginDSN(viewer, "s3cret-pass"))
 	require.NoError(t, err)
 	defer v2.Close(ctx)
 	_, err = v2.Exec(ctx, `SELECT count(*) FROM acme__shop.sales__orders__read`)
 	require.ErrorContains(t, err, "permission denied")
+
+	// Roles Velocity did not create are never bound or given a password: an admin could
+	// otherwise take over a login that holds other rights.
+	_, err = e.super.Exec(ctx, `CREATE ROLE carol_`+suffix+` LOGIN; GRANT pg_read_server_files TO carol_`+suffix)
+	require.NoError(t, err)
+	p := requireProblem(t, e.do("POST", "/admin/db-logins", e.admin, map[string]any{"role": "viewer", "login": "carol_" + suffix, "password": "takeover123"}), http.StatusUnprocessableEntity)
+	require.Equal(t, []string{"body.login"}, locations(p))
+	require.Contains(t, p["detail"], "not created by Velocity")
+	// Nor one Velocity created that has since been given other rights.
+	_, err = e.super.Exec(ctx, `GRANT pg_read_server_files TO `+editor)
+	require.NoError(t, err)
+	p = requireProblem(t, e.do("POST", "/admin/db-logins", e.admin, map[string]any{"role": "viewer", "login": editor}), http.StatusUnprocessableEntity)
+	require.Contains(t, p["detail"], "rights beyond Velocity roles")
 
 	// Bad logins are refused with the field named.
 	for _, login := range []string{"postgres", "velocity_owner", "Robert'); DROP ROLE x; --", "pg_read_all_data"} {

@@ -130,7 +130,7 @@ func registerAdmin(api huma.API, s *Server) {
 		OperationID: "schema-apply", Method: http.MethodPost, Path: "/admin/schemas/apply", Tags: tags,
 		Summary:     "Apply a SchemaDefinition (JSON), or plan it with dry_run",
 		Description: "Applies in one transaction and records the version. Re-applying the same version is a no-op; breaking changes need policy.breakingChanges: allow.",
-		Errors:      []int{400, 401, 403, 409, 413, 422}, MaxBodyBytes: 1 << 20,
+		Errors:      []int{400, 401, 403, 409, 413, 422}, MaxBodyBytes: s.cfg.MaxBodyBytes,
 		RequestBody: definitionBody(), SkipValidateBody: true,
 	}, func(ctx context.Context, in *applyIn) (*applyOut, error) {
 		return s.apply(ctx, in.RawBody, in.DryRun)
@@ -138,7 +138,7 @@ func registerAdmin(api huma.API, s *Server) {
 	huma.Register(api, huma.Operation{
 		OperationID: "schema-diff", Method: http.MethodPost, Path: "/admin/schemas/diff", Tags: tags,
 		Summary: "Plan a SchemaDefinition against the applied version without applying it",
-		Errors:  []int{400, 401, 403, 409, 413, 422}, MaxBodyBytes: 1 << 20,
+		Errors:  []int{400, 401, 403, 409, 413, 422}, MaxBodyBytes: s.cfg.MaxBodyBytes,
 		RequestBody: definitionBody(), SkipValidateBody: true,
 	}, func(ctx context.Context, in *applyIn) (*applyOut, error) {
 		return s.apply(ctx, in.RawBody, true)
@@ -267,6 +267,9 @@ func registerAdmin(api huma.API, s *Server) {
 			return nil, err
 		}
 		id, err := s.store.GrantDBLogin(ctx, requestOf(ctx, ""), in.Body.Role, in.Body.Login, in.Body.Password)
+		if errors.Is(err, store.ErrPasswordCharset) {
+			return nil, withLocation(problem(http.StatusUnprocessableEntity, "invalid password"), "body.password", err.Error())
+		}
 		if err != nil {
 			return nil, adminProblem(err, "grant")
 		}

@@ -44,14 +44,14 @@ func newEnv(t *testing.T, cfg api.Config) *env {
 	srv, err := api.New(ctx, st, cfg)
 	require.NoError(t, err)
 	e := &env{t: t, db: db, st: st, server: srv, http: newHTTPServer(t, srv), super: db.Super(t)}
-	e.admin = e.key("admin")
+	e.admin = e.key("platform_admin", "admin")
 	return e
 }
 
 // key makes an API key with roles, as the platform's bootstrap would.
 func (e *env) key(roles ...string) string {
 	e.t.Helper()
-	boot := store.Request{Actor: store.Actor{ID: "test", Kind: "system", Roles: []string{"admin"}, Attributes: map[string]any{}}}
+	boot := store.Request{Actor: store.Actor{ID: "test", Kind: "system", Roles: []string{"platform_admin", "admin"}, Attributes: map[string]any{}}}
 	k, err := e.st.CreateAPIKey(context.Background(), boot, "test "+strings.Join(roles, ","), roles, 0, nil)
 	require.NoError(e.t, err)
 	return k.Secret

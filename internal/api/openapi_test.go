@@ -25,7 +25,7 @@ func TestOpenAPIDocument(t *testing.T) {
 	e := newEnv(t, api.Config{})
 	e.apply("testdata/orders.yaml")
 
-	r := e.do("GET", "/openapi.json", "", nil)
+	r := e.do("GET", "/openapi.json", e.admin, nil)
 	require.Equal(t, http.StatusOK, r.status)
 
 	doc, err := libopenapi.NewDocument(r.body)
@@ -50,11 +50,11 @@ func TestOpenAPIDocument(t *testing.T) {
 		Paths map[string]map[string]any `json:"paths"`
 	}
 	require.NoError(t, json.Unmarshal(r.body, &spec))
-	rec := spec.Components.Schemas["AcmeShopSalesOrders"]
+	rec := spec.Components.Schemas["acme.shop.sales.orders"]
 	require.Equal(t, "integer", rec.Properties["quantity"]["type"].([]any)[0])
 	require.Equal(t, []any{"pending", "paid", "shipped"}, rec.Properties["status"]["enum"])
 	require.Equal(t, "date-time", rec.Properties["ship_at"]["format"])
-	require.Contains(t, spec.Components.Schemas["AcmeShopSalesOrdersCreate"].Required, "customer_email")
+	require.Contains(t, spec.Components.Schemas["acme.shop.sales.orders.create"].Required, "customer_email")
 	for _, path := range []string{ordersPath, ordersPath + "/{id}", ordersPath + "/query", "/admin/schemas/apply"} {
 		require.Contains(t, spec.Paths, path)
 	}
@@ -79,4 +79,33 @@ func TestOpenAPIDocument(t *testing.T) {
 		}
 		t.Fatalf("the OpenAPI document changed length (%d vs %d lines); review and run with -update", len(wl), len(gl))
 	}
+}
+
+// TestOpenAPIShowsCallersTheirObjects: an object's routes and fields appear only to callers
+// holding a verb on it.
+func TestOpenAPIShowsCallersTheirObjects(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, api.Config{})
+	e.apply("testdata/orders.yaml")
+	for _, c := range []struct {
+		key  string
+		want bool
+	}{
+		{"", false},
+		{e.key("auditor"), false},
+		{e.key("viewer"), true},
+		{e.admin, true},
+	} {
+		for _, path := range []string{"/openapi.json", "/openapi.yaml", "/openapi-3.0.json"} {
+			r := e.do("GET", path, c.key, nil)
+			require.Equal(t, http.StatusOK, r.status, "%s", r.body)
+			require.Equal(t, c.want, strings.Contains(string(r.body), "acme.shop.sales.orders"), "%s with key %q", path, c.key)
+			require.Contains(t, string(r.body), "/admin/schemas/apply", "platform routes are public")
+		}
+	}
+	requireProblem(t, e.do("GET", "/openapi.json", "vk_bogus", nil), http.StatusUnauthorized)
+
+	public := newEnv(t, api.Config{PublicOpenAPI: true})
+	public.apply("testdata/orders.yaml")
+	require.Contains(t, string(public.do("GET", "/openapi.json", "", nil).body), "acme.shop.sales.orders")
 }

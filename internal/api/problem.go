@@ -3,6 +3,7 @@ package api
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"strings"
 
@@ -36,6 +37,14 @@ func init() {
 	// Every error Huma makes itself (bad parameters, oversize bodies) takes the same shape.
 	huma.NewError = func(status int, msg string, errs ...error) huma.StatusError {
 		p := &Problem{Status: status, Title: http.StatusText(status), Detail: msg}
+		if status >= http.StatusInternalServerError {
+			// The causes of a server error stay in the log: they may hold SQL or internals.
+			slog.Error("request failed", "status", status, "detail", msg, "errors", errors.Join(errs...))
+			if status == http.StatusInternalServerError {
+				p.Detail = "internal error; the server log has the cause"
+			}
+			return p
+		}
 		for _, err := range errs {
 			if err == nil {
 				continue
@@ -94,6 +103,8 @@ func storeProblem(err error, what string) error {
 			loc = "body." + dbErr.Column
 		}
 		switch {
+		case errors.Is(err, store.ErrConflict) && dbErr.Code != "23505":
+			return problem(http.StatusConflict, what+": it conflicted with a concurrent change; retry")
 		case errors.Is(err, store.ErrConflict):
 			return withLocation(problem(http.StatusConflict, what+": a record with this value already exists"), constraintField(dbErr.Constraint), "already taken")
 		case errors.Is(err, store.ErrPermission):
@@ -109,6 +120,9 @@ func storeProblem(err error, what string) error {
 	}
 	if errors.Is(err, store.ErrNotFound) {
 		return problem(http.StatusNotFound, what+": not found")
+	}
+	if errors.Is(err, store.ErrUnavailable) {
+		return problem(http.StatusServiceUnavailable, what+": the database did not answer in time; retry")
 	}
 	return err // a bare error is a 500 with nothing leaked
 }

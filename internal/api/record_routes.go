@@ -89,7 +89,8 @@ type records struct {
 	limit int64
 }
 
-func registerRecords(api huma.API, s *Server, t *sqlbuild.Table) {
+// registerRecords adds the routes and schemas of one object and says which they are.
+func registerRecords(api huma.API, s *Server, t *sqlbuild.Table) objectDoc {
 	r := &records{s: s, t: t, path: t.Spec.Path(), limit: s.cfg.MaxBodyBytes}
 	refs := registerSchemas(api, t)
 	tag := []string{t.Spec.Key()}
@@ -133,6 +134,12 @@ func registerRecords(api huma.API, s *Server, t *sqlbuild.Table) {
 		Summary: "Delete a " + t.Spec.Object + " record", DefaultStatus: http.StatusNoContent,
 		Errors: []int{400, 401, 403, 404, 412},
 	}, r.delete)
+	return objectDoc{
+		access:  t.Spec.Access,
+		key:     t.Spec.Key(),
+		paths:   []string{r.path, r.path + "/query", r.path + "/{id}"},
+		schemas: refs.names(),
+	}
 }
 
 // allow is layer 1: a fast, clear 403 before any SQL (Postgres policies enforce it again).
@@ -169,9 +176,10 @@ func checkID(id string) (string, error) {
 	return u.String(), nil
 }
 
-// parseIfMatch accepts 3, "3" and W/"3".
+// parseIfMatch accepts 3, "3" and W/"3"; * (any current version, RFC 9110) is the same as
+// no precondition here, since a missing record is a 404 either way.
 func parseIfMatch(h string) (int64, error) {
-	if h == "" {
+	if h == "" || strings.TrimSpace(h) == "*" {
 		return 0, nil
 	}
 	v := strings.TrimPrefix(strings.TrimSpace(h), "W/")
@@ -371,12 +379,12 @@ func (r *records) list(ctx context.Context, in *listIn) (*listOut, error) {
 		if k == "limit" || k == "cursor" {
 			continue
 		}
-		f, ok := r.t.Spec.Field(k)
-		if !ok && !isSystemField(k) {
+		f, ok := r.t.Field(k)
+		if !ok {
 			errs = append(errs, sqlbuild.FieldError{Location: "query." + k, Message: "unknown parameter or field"})
 			continue
 		}
-		if ok && !f.Filterable {
+		if !f.Filterable {
 			errs = append(errs, sqlbuild.FieldError{Location: "query." + k, Message: "field " + k + " is not filterable"})
 			continue
 		}
@@ -393,16 +401,17 @@ func (r *records) list(ctx context.Context, in *listIn) (*listOut, error) {
 	if len(where) > 0 {
 		q.Where, _ = json.Marshal(where)
 	}
-	return r.page(ctx, q, "query")
-}
-
-func isSystemField(name string) bool {
-	for _, s := range schemadef.SystemFields {
-		if s == name {
-			return true
+	out, err := r.page(ctx, q, "query")
+	var p *Problem
+	if errors.As(err, &p) {
+		// The filters were built as query.where.<field>.eq; name the parameter instead.
+		for _, e := range p.Errors {
+			if rest, ok := strings.CutPrefix(e.Location, "query.where."); ok {
+				e.Location = "query." + strings.TrimSuffix(rest, ".eq")
+			}
 		}
 	}
-	return false
+	return out, err
 }
 
 // queryValue reads a query-string value as the JSON the field expects: numbers and booleans

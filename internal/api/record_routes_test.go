@@ -67,6 +67,10 @@ func TestRecordLifecycle(t *testing.T) {
 	r = e.do("GET", ordersPath+"/"+id, e.admin, nil)
 	require.Equal(t, "paid", r.json(t)["status"])
 
+	// If-Match: * matches any current version.
+	r = e.do("PATCH", ordersPath+"/"+id, e.admin, map[string]any{"status": "paid"}, "If-Match", "*")
+	require.Equal(t, http.StatusOK, r.status, "%s", r.body)
+
 	// A patch that changes nothing keeps the version.
 	r = e.do("PATCH", ordersPath+"/"+id, e.admin, map[string]any{"status": "paid"})
 	require.Equal(t, http.StatusOK, r.status)
@@ -275,4 +279,24 @@ func TestBadRecordInput(t *testing.T) {
 	p = requireProblem(t, e.do("GET", ordersPath+"?limit=5000", e.admin, nil), http.StatusBadRequest)
 	require.Equal(t, []string{"query.limit"}, locations(p))
 	require.Equal(t, 1, count())
+}
+
+// TestServerErrorsLeakNothing: when something unexpected breaks, the client gets a plain
+// 500 and the cause goes to the log only.
+func TestServerErrorsLeakNothing(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, api.Config{})
+	e.apply("testdata/orders.yaml")
+	_, err := e.super.Exec(context.Background(), `DROP TABLE acme__shop.sales__orders CASCADE`)
+	require.NoError(t, err)
+	for _, r := range []response{
+		e.do("GET", ordersPath, e.admin, nil),
+		e.do("POST", ordersPath, e.admin, map[string]any{"customer_email": "x@example.com"}),
+	} {
+		p := requireProblem(t, r, http.StatusInternalServerError)
+		require.Empty(t, p["errors"])
+		for _, leak := range []string{"sales__orders", "relation", "does not exist", "42P01"} {
+			require.NotContains(t, string(r.body), leak)
+		}
+	}
 }

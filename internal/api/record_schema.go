@@ -10,22 +10,23 @@ import (
 	"github.com/velocitydev/velocity/internal/sqlbuild"
 )
 
-// recordSchemas are the OpenAPI components of one object, registered under names derived
-// from org, app, domain and object (e.g. AcmeShopSalesOrders).
+// recordSchemas are the OpenAPI components of one object, registered under its key
+// (acme.shop.sales.orders, acme.shop.sales.orders.create, ...).
 type recordSchemas struct {
 	record, create, patch, list, query string // $ref targets
 }
 
-func typeName(spec schemadef.Spec) string {
-	var b strings.Builder
-	for _, part := range []string{spec.Org, spec.App, spec.Domain, spec.Object} {
-		for _, w := range strings.Split(part, "_") {
-			if w != "" {
-				b.WriteString(strings.ToUpper(w[:1]) + w[1:])
-			}
-		}
+// typeName is the component name of an object: its key, org.app.domain.object. The parts
+// cannot contain dots, so two objects never share a name (CamelCase would: a_b.c and a.b_c).
+func typeName(spec schemadef.Spec) string { return spec.Key() }
+
+// names are the component names of the object's schemas.
+func (r recordSchemas) names() []string {
+	out := make([]string, 0, 5)
+	for _, ref := range []string{r.record, r.create, r.patch, r.list, r.query} {
+		out = append(out, strings.TrimPrefix(ref, "#/components/schemas/"))
 	}
-	return b.String()
+	return out
 }
 
 func fieldSchema(f schemadef.Field) *huma.Schema {
@@ -95,10 +96,10 @@ func registerSchemas(api huma.API, t *sqlbuild.Table) recordSchemas {
 	reg := api.OpenAPI().Components.Schemas.Map()
 	refs := recordSchemas{
 		record: "#/components/schemas/" + name,
-		create: "#/components/schemas/" + name + "Create",
-		patch:  "#/components/schemas/" + name + "Patch",
-		list:   "#/components/schemas/" + name + "List",
-		query:  "#/components/schemas/" + name + "Query",
+		create: "#/components/schemas/" + name + ".create",
+		patch:  "#/components/schemas/" + name + ".patch",
+		list:   "#/components/schemas/" + name + ".list",
+		query:  "#/components/schemas/" + name + ".query",
 	}
 
 	record := &huma.Schema{Type: huma.TypeObject, Properties: systemSchemas(), AdditionalProperties: false,
@@ -129,9 +130,9 @@ func registerSchemas(api huma.API, t *sqlbuild.Table) recordSchemas {
 		}
 	}
 	reg[name] = record
-	reg[name+"Create"] = create
-	reg[name+"Patch"] = patch
-	reg[name+"List"] = &huma.Schema{Type: huma.TypeObject, Required: []string{"items", "next_cursor"}, AdditionalProperties: false,
+	reg[name+".create"] = create
+	reg[name+".patch"] = patch
+	reg[name+".list"] = &huma.Schema{Type: huma.TypeObject, Required: []string{"items", "next_cursor"}, AdditionalProperties: false,
 		Properties: map[string]*huma.Schema{
 			"items":       {Type: huma.TypeArray, Items: &huma.Schema{Ref: refs.record}},
 			"next_cursor": {Type: huma.TypeString, Nullable: true, Description: "pass as cursor for the next page; null on the last page"},
@@ -141,7 +142,7 @@ func registerSchemas(api huma.API, t *sqlbuild.Table) recordSchemas {
 		AdditionalProperties: true}
 	maxLimit, one := sqlbuild.MaxLimit, 1.0
 	maxF := float64(maxLimit)
-	reg[name+"Query"] = &huma.Schema{Type: huma.TypeObject, AdditionalProperties: false, Properties: map[string]*huma.Schema{
+	reg[name+".query"] = &huma.Schema{Type: huma.TypeObject, AdditionalProperties: false, Properties: map[string]*huma.Schema{
 		"where": where,
 		"orderBy": {Type: huma.TypeArray, Items: &huma.Schema{Type: huma.TypeObject, AdditionalProperties: false, Required: []string{"field"},
 			Properties: map[string]*huma.Schema{

@@ -6,7 +6,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -29,7 +28,10 @@ type Config struct {
 	MaxBodyBytes int64
 	// KeyCacheTTL is how long a verified API key is trusted without a lookup. 0 means 5s.
 	KeyCacheTTL time.Duration
-	Logger      *slog.Logger
+	// PublicOpenAPI shows every object in /openapi.json and /docs to callers without a key.
+	// Off, a caller sees only the objects its roles may use (velocity dev turns it on).
+	PublicOpenAPI bool
+	Logger        *slog.Logger
 }
 
 // Server is the API. Its handler is swapped atomically when the schema set changes, so
@@ -40,7 +42,7 @@ type Server struct {
 	log     *slog.Logger
 	apiKeys *auth.APIKeys
 
-	handler  atomic.Pointer[http.Handler]
+	routes   atomic.Pointer[routes]
 	reloadMu sync.Mutex
 	version  atomic.Int64 // bumps on each rebuild, for tests and /readyz
 }
@@ -62,7 +64,12 @@ func New(ctx context.Context, st *store.Store, cfg Config) (*Server, error) {
 
 // ServeHTTP serves the current routes.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	(*s.handler.Load()).ServeHTTP(w, r)
+	rt := s.routes.Load()
+	if format, ok := openAPIFormats[r.URL.Path]; ok && (r.Method == http.MethodGet || r.Method == http.MethodHead) {
+		s.serveOpenAPI(rt, format, w, r)
+		return
+	}
+	rt.mux.ServeHTTP(w, r)
 }
 
 // Generation counts rebuilds of the routes.
@@ -76,19 +83,12 @@ func (s *Server) Reload(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("reload routes: %w", err)
 	}
-	h, _ := s.build(infos)
-	s.handler.Store(&h)
+	s.routes.Store(s.build(infos))
 	s.version.Add(1)
 	return nil
 }
 
-// OpenAPI builds the OpenAPI document of a schema set without serving it.
-func (s *Server) OpenAPI(infos []store.SchemaInfo) *huma.OpenAPI {
-	_, api := s.build(infos)
-	return api.OpenAPI()
-}
-
-func (s *Server) build(infos []store.SchemaInfo) (http.Handler, huma.API) {
+func (s *Server) build(infos []store.SchemaInfo) *routes {
 	mux := http.NewServeMux()
 	config := huma.DefaultConfig("Velocity API", "1.0.0")
 	config.Info.Description = "Routes for every applied SchemaDefinition. Authenticate with X-API-Key."
@@ -105,16 +105,15 @@ func (s *Server) build(infos []store.SchemaInfo) (http.Handler, huma.API) {
 
 	// Anything no route matches is a problem+json 404 like every other error.
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "application/problem+json")
-		w.WriteHeader(http.StatusNotFound)
-		_ = json.NewEncoder(w).Encode(problem(http.StatusNotFound, "no route for "+r.Method+" "+r.URL.Path))
+		writeProblem(w, problem(http.StatusNotFound, "no route for "+r.Method+" "+r.URL.Path))
 	})
 	registerHealth(api, s)
 	registerAdmin(api, s)
+	rt := &routes{mux: mux, api: api}
 	for _, info := range infos {
-		registerRecords(api, s, sqlbuild.NewTable(info.Definition.Spec))
+		rt.objects = append(rt.objects, registerRecords(api, s, sqlbuild.NewTable(info.Definition.Spec)))
 	}
-	return mux, api
+	return rt
 }
 
 // Listen reloads the routes on every NOTIFY velocity_schema_changed until ctx ends,
@@ -245,4 +244,18 @@ func registerHealth(api huma.API, s *Server) {
 		out.Body.Status = "ready"
 		return out, nil
 	})
+}
+
+// NewHTTPServer is the http.Server every Velocity process serves the API with: a slow or
+// stalled client cannot hold a connection, or a request's database transaction, forever.
+func NewHTTPServer(addr string, h http.Handler) *http.Server {
+	return &http.Server{
+		Addr:              addr,
+		Handler:           h,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       60 * time.Second,
+		WriteTimeout:      120 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+	}
 }

@@ -41,9 +41,14 @@ type APIKeys struct {
 	ttl      time.Duration
 	now      func() time.Time
 
-	mu    sync.Mutex
-	cache map[[32]byte]cachedKey
+	mu      sync.Mutex
+	cache   map[[32]byte]cachedKey
+	unknown map[[32]byte]time.Time // recently refused secrets, so guessing costs no lookups
 }
+
+// unknownTTL is how long a refused secret is answered without a lookup. It is short: a key
+// created a moment after someone tried its secret is not realistic, but a flood of guesses is.
+const unknownTTL = 2 * time.Second
 
 type cachedKey struct {
 	key     store.VerifiedKey
@@ -57,7 +62,7 @@ func NewAPIKeys(v KeyVerifier, ttl time.Duration) *APIKeys {
 	if ttl <= 0 {
 		ttl = 5 * time.Second
 	}
-	return &APIKeys{verifier: v, ttl: ttl, now: time.Now, cache: map[[32]byte]cachedKey{}}
+	return &APIKeys{verifier: v, ttl: ttl, now: time.Now, cache: map[[32]byte]cachedKey{}, unknown: map[[32]byte]time.Time{}}
 }
 
 // Authenticate returns the actor of r's API key. ErrNoCredential means r carries none.
@@ -73,11 +78,21 @@ func (a *APIKeys) Authenticate(ctx context.Context, r *http.Request) (store.Acto
 	now := a.now()
 	a.mu.Lock()
 	c, ok := a.cache[sum]
+	refused, wasRefused := a.unknown[sum]
 	a.mu.Unlock()
+	if !ok && wasRefused && now.Sub(refused) < unknownTTL {
+		return store.Actor{}, ErrUnknownKey
+	}
 	if !ok || now.Sub(c.fetched) > a.ttl {
 		key, err := a.verifier.VerifyAPIKey(ctx, secret)
 		if errors.Is(err, store.ErrNotFound) {
-			a.forget(sum)
+			a.mu.Lock()
+			delete(a.cache, sum)
+			if len(a.unknown) >= maxCachedKeys {
+				clear(a.unknown)
+			}
+			a.unknown[sum] = now
+			a.mu.Unlock()
 			return store.Actor{}, ErrUnknownKey
 		}
 		if err != nil {
@@ -103,12 +118,6 @@ func (a *APIKeys) Authenticate(ctx context.Context, r *http.Request) (store.Acto
 		Roles:      c.key.Roles,
 		Attributes: map[string]any{},
 	}, nil
-}
-
-func (a *APIKeys) forget(sum [32]byte) {
-	a.mu.Lock()
-	delete(a.cache, sum)
-	a.mu.Unlock()
 }
 
 // Forget drops every cached key, after a revocation.

@@ -79,6 +79,14 @@ func TestAPIKeysCacheAndChecks(t *testing.T) {
 		}
 	}
 
+	// A refused secret is answered from memory for a moment: guessing costs no lookups.
+	calls := v.calls
+	require.ErrorIs(t, req("vk_unknown", "127.0.0.1:1"), ErrUnknownKey)
+	require.Equal(t, calls, v.calls)
+	now = now.Add(3 * time.Second)
+	require.ErrorIs(t, req("vk_unknown", "127.0.0.1:1"), ErrUnknownKey)
+	require.Equal(t, calls+1, v.calls)
+
 	// Revocation through this process drops the cache at once.
 	delete(v.keys, "vk_good")
 	require.NoError(t, req("vk_good", "127.0.0.1:5000"), "still cached")

@@ -13,8 +13,8 @@ const (
 	LayerRLS  = 7
 )
 
-// AdminRole is the platform administrator's role.
-const AdminRole = "admin"
+// AdminRole is the platform administrator's role (ADR-008).
+const AdminRole = schemadef.PlatformAdminRole
 
 // Can reports whether actor may use verb on a schema with access (layer 1): some role of
 // the actor lists the verb.

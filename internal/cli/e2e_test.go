@@ -31,8 +31,8 @@ func TestCLIAgainstRealAPI(t *testing.T) {
 	require.NoError(t, err)
 	hs := httptest.NewServer(srv)
 	t.Cleanup(hs.Close)
-	boot := store.Request{Actor: store.Actor{ID: "test", Kind: "system", Roles: []string{"admin"}, Attributes: map[string]any{}}}
-	admin, err := st.CreateAPIKey(ctx, boot, "cli admin", []string{"admin"}, 0, nil)
+	boot := store.Request{Actor: store.Actor{ID: "test", Kind: "system", Roles: []string{"platform_admin", "admin"}, Attributes: map[string]any{}}}
+	admin, err := st.CreateAPIKey(ctx, boot, "cli admin", []string{"platform_admin", "admin"}, 0, nil)
 	require.NoError(t, err)
 	env := map[string]string{EnvAPIURL: hs.URL, EnvAPIKey: admin.Secret}
 
@@ -87,7 +87,7 @@ func TestCLIAgainstRealAPI(t *testing.T) {
 	res = runEnv(t, env, "grant", "viewer", "--to-db-login", login, "--password-file", pw)
 	require.Equal(t, 0, res.code, res.stderr)
 	require.NotContains(t, res.stdout+res.stderr, "correct-horse")
-	conn, err := pgx.Connect(ctx, db.DSN(login))
+	conn, err := pgx.Connect(ctx, db.LoginDSN(login, "correct-horse-battery"))
 	require.NoError(t, err)
 	var n int
 	require.NoError(t, conn.QueryRow(ctx, `SELECT count(*) FROM acme__shop.sales__orders__read`).Scan(&n))

@@ -26,6 +26,7 @@ const (
 func newServeCmd(g *globals) *cobra.Command {
 	var listen, apiURL, ownerURL string
 	var maxBody int64
+	var publicOpenAPI bool
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Serve the API against an existing Postgres (production)",
@@ -44,12 +45,12 @@ func newServeCmd(g *globals) *cobra.Command {
 				return err
 			}
 			defer st.Close()
-			server, err := api.New(ctx, st, api.Config{Logger: log, MaxBodyBytes: maxBody})
+			server, err := api.New(ctx, st, api.Config{Logger: log, MaxBodyBytes: maxBody, PublicOpenAPI: publicOpenAPI})
 			if err != nil {
 				return err
 			}
 			go server.Listen(ctx)
-			hs := &http.Server{Addr: listen, Handler: server, ReadHeaderTimeout: 10 * time.Second}
+			hs := api.NewHTTPServer(listen, server)
 			errc := make(chan error, 1)
 			go func() { errc <- hs.ListenAndServe() }()
 			log.Info("serving", "addr", listen)
@@ -69,5 +70,6 @@ func newServeCmd(g *globals) *cobra.Command {
 	cmd.Flags().StringVar(&apiURL, "api-database-url", "", "Postgres URL of the velocity_authenticator login (env "+EnvAPIDatabaseURL+")")
 	cmd.Flags().StringVar(&ownerURL, "owner-database-url", "", "Postgres URL of velocity_owner, for schema applies (env "+EnvOwnerDatabaseURL+")")
 	cmd.Flags().Int64Var(&maxBody, "max-body-bytes", 1<<20, "largest request body; larger ones get 413")
+	cmd.Flags().BoolVar(&publicOpenAPI, "public-openapi", false, "show every object in /openapi.json and /docs to callers without a key")
 	return cmd
 }

@@ -13,7 +13,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -111,8 +110,8 @@ func Run(ctx context.Context, opts Options) error {
 		}
 	}
 	if creds.APIKey == "" {
-		bootstrap := store.Request{Actor: store.Actor{ID: "velocity-dev", Kind: "system", Roles: []string{"admin"}, Attributes: map[string]any{}}}
-		key, err := st.CreateAPIKey(ctx, bootstrap, "dev bootstrap admin", []string{"admin"}, 0, nil)
+		bootstrap := store.Request{Actor: store.Actor{ID: "velocity-dev", Kind: "system", Roles: []string{"platform_admin", "admin"}, Attributes: map[string]any{}}}
+		key, err := st.CreateAPIKey(ctx, bootstrap, "dev bootstrap admin", []string{"platform_admin", "admin"}, 0, nil)
 		if err != nil {
 			return err
 		}
@@ -122,7 +121,8 @@ func Run(ctx context.Context, opts Options) error {
 		return err
 	}
 
-	server, err := api.New(ctx, st, api.Config{Logger: opts.Logger})
+	// Locally, the docs page shows every object; a deployment shows each caller its own.
+	server, err := api.New(ctx, st, api.Config{Logger: opts.Logger, PublicOpenAPI: true})
 	if err != nil {
 		return err
 	}
@@ -130,7 +130,7 @@ func Run(ctx context.Context, opts Options) error {
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
-	httpServer := &http.Server{Handler: server, ReadHeaderTimeout: 10 * time.Second}
+	httpServer := api.NewHTTPServer(opts.Listen, server)
 	lctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	go server.Listen(lctx)
@@ -168,11 +168,7 @@ func prepare(ctx context.Context, c *pgcluster.Cluster, sec secrets) error {
 	if err := store.Migrate(ctx, owner); err != nil {
 		return err
 	}
-	// The owner created the authenticator (CREATEROLE) and may set its password.
-	if _, err := owner.Exec(ctx, "ALTER ROLE "+store.AuthenticatorRole+" PASSWORD '"+sec.AuthenticatorPassword+"'"); err != nil {
-		return fmt.Errorf("set authenticator password: %w", err)
-	}
-	return nil
+	return store.SetLoginPassword(ctx, owner, store.AuthenticatorRole, sec.AuthenticatorPassword)
 }
 
 // socketDir keeps the unix socket path under the kernel's ~107-byte limit.

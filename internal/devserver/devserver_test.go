@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -103,6 +104,22 @@ func TestDevServerKeepsDataAcrossRuns(t *testing.T) {
 	require.NoError(t, conn.QueryRow(context.Background(), "SELECT current_user").Scan(&user))
 	require.Equal(t, "velocity_owner", user)
 	require.NoError(t, conn.Close(context.Background()))
+
+	// A BI login's password is set from a SCRAM verifier made by the API and works over TCP.
+	res := post(first.creds, "/admin/db-logins", "application/json", `{"role":"viewer","login":"bi_dev","password":"Tr0ub4dor&3"}`)
+	require.Equal(t, http.StatusCreated, res.StatusCode)
+	u, err := url.Parse(first.creds.DatabaseURL)
+	require.NoError(t, err)
+	u.User = url.UserPassword("bi_dev", "Tr0ub4dor&3")
+	bi, err := pgx.Connect(context.Background(), u.String())
+	require.NoError(t, err)
+	var rows int
+	require.NoError(t, bi.QueryRow(context.Background(), "SELECT count(*) FROM acme__shop.sales__orders__read").Scan(&rows))
+	require.Equal(t, 1, rows)
+	require.NoError(t, bi.Close(context.Background()))
+	u.User = url.UserPassword("bi_dev", "wrong")
+	_, err = pgx.Connect(context.Background(), u.String())
+	require.ErrorContains(t, err, "password authentication failed")
 	first.stop()
 
 	second := start(t, dir, apiPort, pgPort)
@@ -112,7 +129,7 @@ func TestDevServerKeepsDataAcrossRuns(t *testing.T) {
 	req, err := http.NewRequest("GET", second.creds.APIURL+"/acme/shop/sales/orders", nil)
 	require.NoError(t, err)
 	req.Header.Set("X-API-Key", second.creds.APIKey)
-	res, err := http.DefaultClient.Do(req)
+	res, err = http.DefaultClient.Do(req)
 	require.NoError(t, err)
 	defer res.Body.Close()
 	require.Equal(t, http.StatusOK, res.StatusCode)

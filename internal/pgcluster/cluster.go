@@ -119,7 +119,13 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 		return c, nil
 	}
 
-	if err := c.user.prepareDir(c.socketDir, 0o755); err != nil {
+	if err := c.user.prepareDir(c.socketDir, 0o700); err != nil {
+		return nil, fmt.Errorf("prepare socket dir: %w", err)
+	}
+	// The cluster trusts its unix socket, so only the server user (and root) may reach it:
+	// another local user must not log in as the superuser or the authenticator. A directory
+	// the server user does not own (a shared /tmp) is left alone.
+	if err := c.user.restrict(c.socketDir); err != nil {
 		return nil, fmt.Errorf("prepare socket dir: %w", err)
 	}
 	if err := c.prepareDataDir(ctx, opts.Fsync); err != nil {

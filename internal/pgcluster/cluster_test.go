@@ -66,6 +66,10 @@ func TestStart(t *testing.T) {
 
 	require.Equal(t, filepath.Clean(opts.SocketDir), c.SocketDir())
 	require.FileExists(t, filepath.Join(c.SocketDir(), ".s.PGSQL.5432"))
+	// The socket is trusted, so only the server user (and root) may reach it.
+	sfi, err := os.Stat(c.SocketDir())
+	require.NoError(t, err)
+	require.Equal(t, os.FileMode(0o700), sfi.Mode().Perm())
 	fi, err := os.Stat(opts.DataDir)
 	require.NoError(t, err)
 	require.Equal(t, os.FileMode(0o700), fi.Mode().Perm())

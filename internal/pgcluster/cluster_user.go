@@ -177,3 +177,16 @@ func (u *serverUser) owns(fi os.FileInfo) bool {
 	st, ok := fi.Sys().(*syscall.Stat_t)
 	return !ok || st.Uid == u.uid
 }
+
+// restrict makes dir 0700 when the server user owns it.
+func (u *serverUser) restrict(dir string) error {
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return err
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok || st.Uid != u.uid || fi.Mode().Perm() == 0o700 {
+		return nil
+	}
+	return os.Chmod(dir, 0o700)
+}

@@ -32,6 +32,8 @@ type server struct {
 	cluster  *pgcluster.Cluster
 	superDSN func(db string) string
 	userDSN  func(user, db string) string
+	loginDSN func(user, password, db string) string
+	password string // the external server's password, given to the platform roles too
 	template string
 	shared   string // the database TestTx runs in
 	err      error
@@ -82,16 +84,17 @@ func setup() {
 			return
 		}
 		srv.superDSN = func(db string) string { c := *u; c.Path = "/" + db; return c.String() }
-		srv.userDSN = func(user, db string) string {
+		srv.password, _ = u.User.Password()
+		srv.loginDSN = func(user, password, db string) string {
 			c := *u
 			c.Path = "/" + db
-			if pw, ok := u.User.Password(); ok {
-				c.User = url.UserPassword(user, pw)
-			} else {
+			c.User = url.UserPassword(user, password)
+			if password == "" {
 				c.User = url.User(user)
 			}
 			return c.String()
 		}
+		srv.userDSN = func(user, db string) string { return srv.loginDSN(user, srv.password, db) }
 	} else {
 		dir, err := os.MkdirTemp("", "vpg")
 		if err != nil {
@@ -111,6 +114,8 @@ func setup() {
 		srv.cluster = c
 		srv.superDSN = func(db string) string { return c.SuperuserDSN(db) }
 		srv.userDSN = c.DSN
+		// The throwaway cluster trusts its unix socket; passwords are not checked.
+		srv.loginDSN = func(user, _, db string) string { return c.DSN(user, db) }
 	}
 
 	suffix := randomSuffix()
@@ -121,7 +126,7 @@ func setup() {
 		return
 	}
 	defer super.Close(ctx)
-	if err := store.Bootstrap(ctx, super, srv.template, ""); err != nil {
+	if err := store.Bootstrap(ctx, super, srv.template, srv.password); err != nil {
 		srv.err = err
 		return
 	}
@@ -135,6 +140,15 @@ func setup() {
 	if err != nil {
 		srv.err = err
 		return
+	}
+	if srv.password != "" {
+		// On a server that checks passwords, the platform roles log in with the superuser's.
+		for _, role := range []string{store.AuthenticatorRole, "velocity_worker"} {
+			if err := store.SetLoginPassword(ctx, super, role, srv.password); err != nil {
+				srv.err = err
+				return
+			}
+		}
 	}
 	if _, err := super.Exec(ctx, "ALTER DATABASE "+srv.template+" IS_TEMPLATE true"); err != nil {
 		srv.err = err
@@ -181,6 +195,10 @@ type DB struct {
 
 // DSN returns a connection string for user to this database.
 func (d *DB) DSN(user string) string { return srv.userDSN(user, d.Name) }
+
+// LoginDSN returns a connection string for a login the test made with password (on the
+// throwaway cluster, which trusts its socket, the password is not checked).
+func (d *DB) LoginDSN(user, password string) string { return srv.loginDSN(user, password, d.Name) }
 
 // SuperuserDSN returns a superuser connection string to this database, for tests that look
 // at state below row-level security.

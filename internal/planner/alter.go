@@ -65,7 +65,8 @@ func (b *builder) addField(f schemadef.Field) {
 	b.addFieldObjects(f)
 }
 
-// widening lists the type changes that keep every existing value.
+// widening lists the type changes that keep every existing value. integer -> number is not
+// one: a double keeps 53 bits, so large integers would silently change.
 var widening = map[[2]schemadef.FieldType]bool{
 	{schemadef.TypeString, schemadef.TypeText}:     true,
 	{schemadef.TypeEnum, schemadef.TypeString}:     true,

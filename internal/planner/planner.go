@@ -4,7 +4,6 @@
 package planner
 
 import (
-	"encoding/json"
 	"fmt"
 	"strings"
 
@@ -135,45 +134,22 @@ func columnDef(f schemadef.Field) string {
 	return def
 }
 
-func columnType(t schemadef.FieldType) string {
-	switch t {
-	case schemadef.TypeInteger:
-		return "bigint"
-	case schemadef.TypeNumber:
-		return "double precision"
-	case schemadef.TypeDecimal:
-		return "numeric"
-	case schemadef.TypeBoolean:
-		return "boolean"
-	case schemadef.TypeTimestamp:
-		return "timestamptz"
-	case schemadef.TypeDate:
-		return "date"
-	case schemadef.TypeUUID:
-		return "uuid"
-	case schemadef.TypeJSON:
-		return "jsonb"
-	default: // string, text, enum
-		return "text"
-	}
-}
+func columnType(t schemadef.FieldType) string { return sqlbuild.ColumnType(t) }
 
 // defaultExpr renders a validated default as a typed SQL constant.
 func defaultExpr(f schemadef.Field) string {
 	if len(f.Default) == 0 || string(f.Default) == "null" {
 		return ""
 	}
-	raw := string(f.Default)
+	// The same conversion as a request value, so 1e3 or 2.0 for an integer become 1000 and 2.
+	v, msg := sqlbuild.Value(schemadef.Field{Name: f.Name, Type: f.Type, Values: f.Values}, f.Default)
+	if msg != "" || v == nil {
+		panic(fmt.Sprintf("planner: default of %q is not valid (%s): validate the definition first", f.Name, msg))
+	}
 	if f.Type == schemadef.TypeJSON {
-		return sqlbuild.Literal(raw) + "::jsonb"
+		return sqlbuild.Literal(*v) + "::jsonb"
 	}
-	var text string
-	if strings.HasPrefix(raw, `"`) {
-		text = unquoteJSON(raw)
-	} else {
-		text = raw // numbers and booleans are already valid SQL text
-	}
-	return sqlbuild.Literal(text) + "::" + columnType(f.Type)
+	return sqlbuild.Literal(*v) + "::" + columnType(f.Type)
 }
 
 // checkExpr is the CHECK constraint body a field needs, or "".
@@ -316,12 +292,4 @@ func (b *builder) addGrants(old *schemadef.Access, next schemadef.Access) {
 			b.add("", "GRANT DELETE ON %s TO %s", b.table, group)
 		}
 	}
-}
-
-func unquoteJSON(raw string) string {
-	var s string
-	if err := json.Unmarshal([]byte(raw), &s); err != nil {
-		return raw
-	}
-	return s
 }

@@ -156,6 +156,14 @@ type Archive struct {
 	AfterDays int `json:"afterDays,omitempty"`
 }
 
+// MaxFields bounds the user fields of a definition, well inside Postgres's 1600 columns.
+const MaxFields = 500
+
+// PlatformAdminRole administers the platform itself: schemas, API keys, logins. It is not a
+// schema role (a definition may not name it), so holding "admin" on one object grants
+// nothing beyond that object (ADR-008).
+const PlatformAdminRole = "platform_admin"
+
 // Verbs lists every RBAC verb in a stable order.
 var Verbs = []string{"read", "search", "create", "update", "delete", "history", "restore", "archive", "purge"}
 

@@ -115,6 +115,10 @@ func (v *validator) spec(s Spec) {
 	if routeOK && slices.Contains(ReservedOrgs, s.Org) {
 		v.add("spec.org", "%q is reserved", s.Org)
 	}
+	if routeOK && strings.HasPrefix(s.Org, "pg_") {
+		// The Postgres schema is named {org}__{app}, and pg_* schema names are Postgres's.
+		v.add("spec.org", "%q starts with pg_, which Postgres reserves", s.Org)
+	}
 	routeOK = v.routeName("spec.app", s.App) && routeOK
 	tableOK := v.routeName("spec.domain", s.Domain)
 	tableOK = v.routeName("spec.object", s.Object) && tableOK
@@ -174,6 +178,10 @@ func (v *validator) routeName(path, name string) bool {
 func (v *validator) fields(s Spec, tableOK bool) {
 	if len(s.Fields) == 0 {
 		v.add("spec.fields", "at least one field is required")
+		return
+	}
+	if len(s.Fields) > MaxFields {
+		v.add("spec.fields", "%d fields, over the limit of %d", len(s.Fields), MaxFields)
 		return
 	}
 	names := NamesOf(s)
@@ -381,6 +389,9 @@ func (v *validator) access(s Spec) {
 		path := joinKey("spec.access.roles", role)
 		if !roleNamePattern.MatchString(role) {
 			v.add(path, "%q is not a valid role name: use 1 to 41 of a-z, 0-9 and _, starting with a letter", role)
+		}
+		if role == PlatformAdminRole {
+			v.add(path, "%q is reserved for platform administrators and cannot be a schema role", role)
 		}
 		v.verbs(path, a.Roles[role])
 	}

@@ -178,6 +178,11 @@ func (t *Table) where(raw json.RawMessage, loc string, depth int, count *int, p 
 				errs.add(l, "expected a non-empty array of conditions")
 				continue
 			}
+			// A list longer than the conditions left is refused before any item is compiled.
+			if *count+len(list) > maxConditions {
+				errs.add(l, "more than %d conditions", maxConditions)
+				return ""
+			}
 			var sub []string
 			for i, item := range list {
 				if c := t.where(item, fmt.Sprintf("%s[%d]", l, i), depth+1, count, p, errs); c != "" {
@@ -272,7 +277,7 @@ func (t *Table) fieldCondition(name string, raw json.RawMessage, loc string, p *
 			if bad {
 				continue
 			}
-			arr := p.add(vals) + "::text[]::" + columnType(f.Type) + "[]"
+			arr := p.add(vals) + "::text[]::" + ColumnType(f.Type) + "[]"
 			if op == "in" {
 				parts = append(parts, col+" = ANY("+arr+")")
 			} else {

@@ -103,7 +103,7 @@ func newScoresEnv(t *testing.T) *scoresEnv {
 	return &scoresEnv{st: st, tbl: sqlbuild.NewTable(def.Spec), rows: rows, super: super}
 }
 
-var scoresAdmin = store.Request{Actor: store.Actor{ID: "user:admin", Kind: "subject", Roles: []string{"admin"}, Attributes: map[string]any{}}}
+var scoresAdmin = store.Request{Actor: store.Actor{ID: "user:admin", Kind: "subject", Roles: []string{"platform_admin", "admin"}, Attributes: map[string]any{}}}
 
 // page runs one built query and returns its rows as JSON.
 func (e *scoresEnv) page(t *testing.T, in sqlbuild.QueryInput) (*sqlbuild.Page, [][]byte) {

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -185,7 +184,7 @@ func TestBuildQueryErrors(t *testing.T) {
 		{name: "depth at the limit", where: nested(10)},
 		{name: "depth over the limit", where: nested(11), location: "body.where" + strings.Repeat(".not", 11), message: "nested deeper than 10 levels"},
 		{name: "conditions at the limit", where: many(99)},
-		{name: "conditions over the limit", where: many(100), location: "body.where.and[99]", message: "more than 100 conditions"},
+		{name: "conditions over the limit", where: many(100), location: "body.where.and", message: "more than 100 conditions"},
 		{name: "limit zero", limit: ptr(0), location: "body.limit", message: "must be between 1 and 1000"},
 		{name: "limit negative", limit: ptr(-1), location: "body.limit", message: "must be between 1 and 1000"},
 		{name: "limit over", limit: ptr(1001), location: "body.limit", message: "must be between 1 and 1000"},
@@ -269,10 +268,8 @@ func TestBuildQueryHugeExponent(t *testing.T) {
 	for i := range items {
 		items[i] = "1e999999"
 	}
-	start := time.Now()
 	_, errs := tbl.BuildQuery(query(`{"i": {"in": [`+strings.Join(items, ",")+`]}}`, nil, nil, ""), "body")
-	require.Less(t, time.Since(start), 2*time.Second)
-	require.Len(t, errs, 1000)
+	require.Len(t, errs, sqlbuild.MaxErrors+1, "reported errors are capped")
 	require.Contains(t, errs[0].Message, "out of range")
 
 	_, cerrs := tbl.CheckRecord(map[string]json.RawMessage{"req": json.RawMessage(`"r"`), "i": json.RawMessage(`-1E-999999`)}, sqlbuild.ForCreate)

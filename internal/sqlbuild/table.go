@@ -44,7 +44,9 @@ func NewTable(spec schemadef.Spec) *Table {
 	return t
 }
 
-// field returns a user or system field by name; system fields are filterable and sortable.
+// Field returns a user or system field by name; system fields are filterable and sortable.
+func (t *Table) Field(name string) (schemadef.Field, bool) { return t.field(name) }
+
 func (t *Table) field(name string) (schemadef.Field, bool) {
 	if f, ok := t.fields[name]; ok {
 		return f, true

@@ -34,9 +34,22 @@ func (e Errors) Error() string {
 	return strings.Join(parts, "; ")
 }
 
+// MaxErrors bounds the problems reported for one input, so a small body cannot produce a
+// huge error response.
+const MaxErrors = 20
+
 func (e *Errors) add(location, format string, args ...any) {
-	*e = append(*e, FieldError{Location: location, Message: fmt.Sprintf(format, args...)})
+	switch {
+	case len(*e) < MaxErrors:
+		*e = append(*e, FieldError{Location: location, Message: fmt.Sprintf(format, args...)})
+	case len(*e) == MaxErrors:
+		*e = append(*e, FieldError{Location: location, Message: "more problems follow; fix these first"})
+	}
 }
+
+// maxNumberLength bounds the text of a JSON number: parsing cost grows with it (quadratically
+// for big integers), and no column type needs more (numeric keeps 1000 digits here).
+const maxNumberLength = 1000
 
 var decimalPattern = regexp.MustCompile(`^-?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?$`)
 
@@ -46,6 +59,9 @@ var systemType = map[string]schemadef.FieldType{
 	"created_at": schemadef.TypeTimestamp, "updated_at": schemadef.TypeTimestamp,
 	"created_by": schemadef.TypeString, "updated_by": schemadef.TypeString,
 }
+
+// Value is textValue for callers outside the builder (the planner's defaults).
+func Value(f schemadef.Field, raw json.RawMessage) (*string, string) { return textValue(f, raw) }
 
 // textValue checks one JSON value against a field and returns the text Postgres casts to
 // the column type; nil means SQL NULL. The message names what was expected, never SQL.
@@ -79,6 +95,10 @@ func textValue(f schemadef.Field, raw json.RawMessage) (*string, string) {
 		var n json.Number
 		if err := unmarshalNumber(raw, &n); err != nil {
 			return nil, "expected an integer"
+		}
+		if len(n) > 40 {
+			// An int64 has 19 digits; "12.000...0" or "1e3" forms stay short too.
+			return nil, "integer out of range (64-bit)"
 		}
 		i, ok := new(big.Int).SetString(n.String(), 10)
 		if !ok && hugeExponent(n.String()) {
@@ -194,6 +214,9 @@ func unmarshalNumber(raw json.RawMessage, n *json.Number) error {
 	if len(raw) == 0 || (raw[0] != '-' && (raw[0] < '0' || raw[0] > '9')) {
 		return fmt.Errorf("not a number")
 	}
+	if len(raw) > maxNumberLength {
+		return fmt.Errorf("number longer than %d characters", maxNumberLength)
+	}
 	return json.Unmarshal(raw, n)
 }
 
@@ -203,10 +226,11 @@ func cast(param string, t schemadef.FieldType) string {
 	case schemadef.TypeString, schemadef.TypeText, schemadef.TypeEnum:
 		return param + "::text"
 	}
-	return param + "::text::" + columnType(t)
+	return param + "::text::" + ColumnType(t)
 }
 
-func columnType(t schemadef.FieldType) string {
+// ColumnType is the Postgres column type of a field type.
+func ColumnType(t schemadef.FieldType) string {
 	switch t {
 	case schemadef.TypeInteger:
 		return "bigint"

@@ -180,13 +180,17 @@ type RoleBinding struct {
 
 // GrantDBLogin binds a Postgres login (created when missing) to role for BI tools.
 func (s *Store) GrantDBLogin(ctx context.Context, req Request, role, login string, password *string) (uuid.UUID, error) {
+	params := dbsqlc.DbLoginGrantParams{Role: role, Login: login}
+	if password != nil {
+		verifier, err := scramVerifier(*password)
+		if err != nil {
+			return uuid.Nil, fmt.Errorf("grant %s to db login %s: %w", role, login, err)
+		}
+		params.Password = pgtype.Text{String: verifier, Valid: true}
+	}
 	var id uuid.UUID
 	err := s.asAdmin(ctx, req, func(tx pgx.Tx) error {
 		var err error
-		params := dbsqlc.DbLoginGrantParams{Role: role, Login: login}
-		if password != nil {
-			params.Password = pgtype.Text{String: *password, Valid: true}
-		}
 		id, err = s.q.DbLoginGrant(ctx, tx, params)
 		return err
 	})

@@ -90,7 +90,7 @@ func ptr[T any](v T) *T { return &v }
 
 func admin() store.Request {
 	return store.Request{
-		Actor:     store.Actor{ID: "user:alice", Kind: "subject", Roles: []string{"admin"}, Attributes: map[string]any{"region": "eu"}},
+		Actor:     store.Actor{ID: "user:alice", Kind: "subject", Roles: []string{"platform_admin", "admin"}, Attributes: map[string]any{"region": "eu"}},
 		Reason:    "testing",
 		RequestID: "req-1",
 	}

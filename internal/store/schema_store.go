@@ -52,7 +52,7 @@ func (s *Store) ApplySchema(ctx context.Context, def schemadef.Definition, dryRu
 	key := def.Spec.Key()
 	res := ApplyResult{Name: def.Metadata.Name}
 	err := pgx.BeginFunc(ctx, s.Owner, func(tx pgx.Tx) error {
-		if err := s.q.SchemaLockKey(ctx, tx, key); err != nil {
+		if err := s.q.SchemaApplyLock(ctx, tx); err != nil {
 			return fmt.Errorf("lock: %w", err)
 		}
 		if owner, err := s.q.SchemaNameOwner(ctx, tx, def.Metadata.Name); err == nil && owner != key {

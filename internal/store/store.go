@@ -62,6 +62,13 @@ func Open(ctx context.Context, apiDSN, ownerDSN string, maxConns int32) (*Store,
 	}
 	apiCfg.ConnConfig.RuntimeParams["timezone"] = "UTC"
 	apiCfg.ConnConfig.RuntimeParams["application_name"] = "velocity-api"
+	// A request never holds a connection for long: an expensive query or a client that went
+	// away must not tie up the pool. The URL may set other values.
+	for k, v := range map[string]string{"statement_timeout": "30s", "idle_in_transaction_session_timeout": "60s"} {
+		if _, set := apiCfg.ConnConfig.RuntimeParams[k]; !set {
+			apiCfg.ConnConfig.RuntimeParams[k] = v
+		}
+	}
 	// The authenticator can do nothing itself. Switching once per connection (not per request)
 	// keeps the switch out of the hot path and lets statements be prepared with the API's
 	// rights; session_user stays the authenticator, which is what current_actor() trusts.
@@ -198,15 +205,15 @@ func (s *Store) InRequest(ctx context.Context, req Request, stmts []Statement, r
 
 // Sentinel errors. Interpret maps Postgres errors onto them so callers test with errors.Is.
 var (
-	ErrNotFound         = errors.New("not found")
-	ErrConflict         = errors.New("conflict")
-	ErrPermission       = errors.New("permission denied")
-	ErrInvalid          = errors.New("invalid value")
-	ErrVersionLower     = errors.New("version is lower than the applied version")
-	ErrVersionConflict  = errors.New("version already applied with different content")
-	ErrBreaking         = errors.New("breaking change refused")
-	ErrNameTaken        = errors.New("schema name is taken by another schema")
-	ErrPreconditionFail = errors.New("precondition failed")
+	ErrNotFound        = errors.New("not found")
+	ErrConflict        = errors.New("conflict")
+	ErrPermission      = errors.New("permission denied")
+	ErrInvalid         = errors.New("invalid value")
+	ErrVersionLower    = errors.New("version is lower than the applied version")
+	ErrVersionConflict = errors.New("version already applied with different content")
+	ErrBreaking        = errors.New("breaking change refused")
+	ErrNameTaken       = errors.New("schema name is taken by another schema")
+	ErrUnavailable     = errors.New("timed out waiting for the database")
 )
 
 // DBError carries a mapped Postgres error: the sentinel it maps to, and the column or
@@ -239,14 +246,18 @@ func Interpret(err error) error {
 		return err
 	}
 	e := &DBError{Code: pgErr.Code, Column: pgErr.ColumnName, Constraint: pgErr.ConstraintName, Message: pgErr.Message, err: err}
-	switch pgErr.Code {
-	case "23505": // unique_violation
+	switch {
+	case pgErr.Code == "23505": // unique_violation
 		e.Kind = ErrConflict
-	case "42501": // insufficient_privilege, including RLS WITH CHECK failures
+	case pgErr.Code == "40001", pgErr.Code == "40P01": // serialization failure, deadlock: retry
+		e.Kind = ErrConflict
+	case pgErr.Code == "42501": // insufficient_privilege, including RLS WITH CHECK failures
 		e.Kind = ErrPermission
-	case "23502", "23514", "22P02", "22003", "22007", "22008", "22023", "23503", "22001":
-		// not null, check, invalid text, out of range, bad datetime, bad parameter, FK, too long
+	case strings.HasPrefix(pgErr.Code, "22"), // data exception: bad text, range, datetime, ...
+		pgErr.Code == "23502", pgErr.Code == "23514", pgErr.Code == "23503": // not null, check, FK
 		e.Kind = ErrInvalid
+	case pgErr.Code == "55P03", pgErr.Code == "57014": // lock_timeout, statement_timeout
+		e.Kind = ErrUnavailable
 	default:
 		return err
 	}

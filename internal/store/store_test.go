@@ -69,7 +69,7 @@ func TestInRequestSetsIdentity(t *testing.T) {
 	require.NoError(t, json.Unmarshal([]byte(got[0]), &actor))
 	require.Equal(t, req.Actor, actor)
 	require.Equal(t, "user:alice", got[1])
-	require.Equal(t, "admin", got[2])
+	require.Equal(t, "platform_admin,admin", got[2])
 	require.Equal(t, "testing|req-1", got[3])
 	require.Equal(t, store.AuthenticatorRole+"|"+store.APIRole, got[4])
 
@@ -239,7 +239,7 @@ func TestInterpret(t *testing.T) {
 	require.Same(t, plain, store.Interpret(plain))
 
 	// A Postgres error with no sentinel passes through unchanged.
-	other := &pgconn.PgError{Code: "40001", Message: "could not serialize"}
+	other := &pgconn.PgError{Code: "42P01", Message: "relation does not exist"}
 	require.Same(t, error(other), store.Interpret(other))
 
 	tests := []struct {
@@ -247,6 +247,11 @@ func TestInterpret(t *testing.T) {
 		want error
 	}{
 		{"23505", store.ErrConflict},
+		{"40001", store.ErrConflict},
+		{"40P01", store.ErrConflict},
+		{"22009", store.ErrInvalid},
+		{"55P03", store.ErrUnavailable},
+		{"57014", store.ErrUnavailable},
 		{"42501", store.ErrPermission},
 		{"23514", store.ErrInvalid},
 		{"23502", store.ErrInvalid},

@@ -7,7 +7,7 @@
 -- login in velocity.role_bindings, whatever it sets itself.
 CREATE OR REPLACE FUNCTION velocity.current_actor() RETURNS jsonb
 LANGUAGE plpgsql STABLE SECURITY DEFINER
-SET search_path = pg_catalog
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
   raw text;
@@ -36,7 +36,7 @@ $$;
 -- velocity.db_login_roles(): the roles bound to the session's login, for BI tools and psql.
 CREATE OR REPLACE FUNCTION velocity.db_login_roles() RETURNS text[]
 LANGUAGE sql STABLE SECURITY DEFINER
-SET search_path = pg_catalog
+SET search_path = pg_catalog, pg_temp
 AS $$
   SELECT coalesce(array_agg(DISTINCT b.role ORDER BY b.role), '{}')
     FROM velocity.role_bindings b
@@ -78,25 +78,26 @@ AS $$
   END
 $$;
 
--- velocity.is_admin(): a platform administrator is an actor holding the admin role, or a DBA
--- session logged in as velocity_owner (or a superuser) calling the admin functions from psql.
+-- velocity.is_admin(): a platform administrator is an actor holding the platform_admin role
+-- (a role no schema may define, ADR-008), or a DBA session logged in as velocity_owner (or a
+-- superuser) calling the admin functions from psql.
 CREATE OR REPLACE FUNCTION velocity.is_admin() RETURNS boolean
 LANGUAGE sql STABLE SECURITY DEFINER
-SET search_path = pg_catalog
+SET search_path = pg_catalog, pg_temp
 AS $$
-  SELECT 'admin' = ANY (velocity.current_actor_roles())
+  SELECT 'platform_admin' = ANY (velocity.current_actor_roles())
       OR (session_user <> 'velocity_authenticator'
           AND (session_user::text = 'velocity_owner'
-               OR EXISTS (SELECT 1 FROM pg_roles WHERE rolname = session_user AND rolsuper)))
+               OR EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = session_user AND rolsuper)))
 $$;
 
 CREATE OR REPLACE FUNCTION velocity.require_admin() RETURNS void
 LANGUAGE plpgsql STABLE
-SET search_path = pg_catalog
+SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
   IF NOT velocity.is_admin() THEN
-    RAISE EXCEPTION 'the admin role is required' USING ERRCODE = '42501';
+    RAISE EXCEPTION 'the platform_admin role is required' USING ERRCODE = '42501';
   END IF;
 END
 $$;
@@ -105,7 +106,7 @@ $$;
 -- the primary-key index stays append-mostly.
 CREATE OR REPLACE FUNCTION velocity.uuid_v7() RETURNS uuid
 LANGUAGE plpgsql VOLATILE
-SET search_path = pg_catalog
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
   ms bigint := floor(extract(epoch FROM clock_timestamp()) * 1000);

@@ -10,7 +10,7 @@ CREATE OR REPLACE VIEW velocity.api_key_info AS
 -- api_key_check validates the fields of a new key.
 CREATE OR REPLACE FUNCTION velocity.api_key_check(p_name text, p_roles text[], p_ttl interval) RETURNS void
 LANGUAGE plpgsql IMMUTABLE
-SET search_path = pg_catalog
+SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
   IF p_name IS NULL OR length(p_name) NOT BETWEEN 1 AND 200 THEN
@@ -35,7 +35,7 @@ CREATE OR REPLACE FUNCTION velocity.api_key_create(
   p_name text, p_roles text[], p_ttl interval DEFAULT NULL, p_allow_ips cidr[] DEFAULT '{}')
 RETURNS SETOF velocity.api_key_secret
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-SET search_path = pg_catalog
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
   v_secret text;
@@ -61,7 +61,7 @@ CREATE OR REPLACE FUNCTION velocity.api_key_register(
   p_name text, p_roles text[], p_ttl interval, p_allow_ips cidr[], p_hash bytea, p_hint text)
 RETURNS SETOF velocity.api_key_info
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-SET search_path = pg_catalog
+SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
   PERFORM velocity.require_admin();
@@ -84,7 +84,7 @@ $$;
 CREATE OR REPLACE FUNCTION velocity.api_key_verify(p_hash bytea)
 RETURNS SETOF velocity.api_key_info
 LANGUAGE sql STABLE SECURITY DEFINER
-SET search_path = pg_catalog
+SET search_path = pg_catalog, pg_temp
 AS $$
   SELECT k.id, k.name, k.hint, k.roles, k.allow_ips, k.expires_at, k.created_at, k.created_by, k.revoked_at
     FROM velocity.api_keys k
@@ -94,7 +94,7 @@ $$;
 CREATE OR REPLACE FUNCTION velocity.api_key_list()
 RETURNS SETOF velocity.api_key_info
 LANGUAGE plpgsql STABLE SECURITY DEFINER
-SET search_path = pg_catalog
+SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
   PERFORM velocity.require_admin();
@@ -108,7 +108,7 @@ $$;
 -- api_key_revoke returns false when no such unrevoked key exists.
 CREATE OR REPLACE FUNCTION velocity.api_key_revoke(p_id uuid) RETURNS boolean
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-SET search_path = pg_catalog
+SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
   PERFORM velocity.require_admin();
@@ -120,7 +120,7 @@ $$;
 -- ensure_group_role creates velocity_r_<role>, the Postgres group role a Velocity role maps to.
 CREATE OR REPLACE FUNCTION velocity.ensure_group_role(p_role text) RETURNS text
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-SET search_path = pg_catalog
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
   v_group text := 'velocity_r_' || p_role;
@@ -128,7 +128,7 @@ BEGIN
   IF p_role !~ '^[a-z][a-z0-9_]{0,40}$' THEN
     RAISE EXCEPTION 'invalid role name %: use ^[a-z][a-z0-9_]{0,40}$', quote_literal(p_role) USING ERRCODE = '22023', COLUMN = 'role';
   END IF;
-  IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = v_group) THEN
+  IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = v_group) THEN
     BEGIN
       EXECUTE format('CREATE ROLE %I NOLOGIN', v_group);
     EXCEPTION WHEN duplicate_object OR unique_violation THEN
@@ -141,11 +141,14 @@ $$;
 
 -- db_login_grant binds a Postgres login to a Velocity role for BI tools: the login gets the
 -- group role's table grants, and velocity.current_actor() derives its roles from the binding.
--- The login is created when missing; a password is set only when given.
+-- Velocity binds only logins it created itself (velocity.db_logins): binding, or setting the
+-- password of, a role someone else made could hand its other rights to the caller. A login
+-- that has since been given any membership besides velocity_r_* groups is refused too.
+-- p_password may be a SCRAM-SHA-256 verifier (what the API sends) or, from psql, plain text.
 CREATE OR REPLACE FUNCTION velocity.db_login_grant(p_role text, p_login text, p_password text DEFAULT NULL)
 RETURNS uuid
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-SET search_path = pg_catalog
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
   v_group text;
@@ -157,15 +160,23 @@ BEGIN
       USING ERRCODE = '22023', COLUMN = 'login';
   END IF;
   v_group := velocity.ensure_group_role(p_role);
-  IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = p_login) THEN
-    BEGIN
-      EXECUTE format('CREATE ROLE %I LOGIN', p_login);
-    EXCEPTION WHEN duplicate_object OR unique_violation THEN
-      NULL;
-    END;
+  IF EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = p_login) THEN
+    IF NOT EXISTS (SELECT 1 FROM velocity.db_logins WHERE login = p_login) THEN
+      RAISE EXCEPTION 'role % exists and was not created by Velocity; choose a new login name', quote_literal(p_login)
+        USING ERRCODE = '22023', COLUMN = 'login';
+    END IF;
+  ELSE
+    EXECUTE format('CREATE ROLE %I LOGIN', p_login);
+    INSERT INTO velocity.db_logins (login, created_by) VALUES (p_login, velocity.current_actor_id());
   END IF;
-  IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = p_login AND (rolsuper OR rolcreaterole OR rolbypassrls)) THEN
-    RAISE EXCEPTION 'login % is privileged and cannot be bound', quote_literal(p_login) USING ERRCODE = '22023', COLUMN = 'login';
+  IF EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = p_login AND (rolsuper OR rolcreaterole OR rolbypassrls OR rolreplication))
+     OR EXISTS (SELECT 1
+                  FROM pg_catalog.pg_auth_members m
+                  JOIN pg_catalog.pg_roles g ON g.oid = m.roleid
+                  JOIN pg_catalog.pg_roles l ON l.oid = m.member
+                 WHERE l.rolname = p_login AND g.rolname NOT LIKE 'velocity\_r\_%') THEN
+    RAISE EXCEPTION 'login % has rights beyond Velocity roles and cannot be bound', quote_literal(p_login)
+      USING ERRCODE = '22023', COLUMN = 'login';
   END IF;
   IF p_password IS NOT NULL THEN
     EXECUTE format('ALTER ROLE %I PASSWORD %L', p_login, p_password);
@@ -181,7 +192,7 @@ $$;
 
 CREATE OR REPLACE FUNCTION velocity.db_login_revoke(p_role text, p_login text) RETURNS boolean
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-SET search_path = pg_catalog
+SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
   PERFORM velocity.require_admin();
@@ -189,8 +200,8 @@ BEGIN
   IF NOT FOUND THEN
     RETURN false;
   END IF;
-  IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'velocity_r_' || p_role)
-     AND EXISTS (SELECT 1 FROM pg_roles WHERE rolname = p_login) THEN
+  IF EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'velocity_r_' || p_role)
+     AND EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = p_login) THEN
     EXECUTE format('REVOKE %I FROM %I', 'velocity_r_' || p_role, p_login);
   END IF;
   RETURN true;
@@ -205,7 +216,7 @@ CREATE OR REPLACE FUNCTION velocity.schema_version_record(
   p_version integer, p_definition jsonb, p_plan text, p_breaking text[], p_applied_by text DEFAULT NULL)
 RETURNS bigint
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-SET search_path = pg_catalog
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
   v_id bigint;
@@ -252,7 +263,7 @@ GRANT SELECT ON velocity.schemas, velocity.schema_versions TO velocity_api;
 CREATE OR REPLACE FUNCTION velocity.role_binding_list()
 RETURNS SETOF velocity.role_bindings
 LANGUAGE plpgsql STABLE SECURITY DEFINER
-SET search_path = pg_catalog
+SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
   PERFORM velocity.require_admin();

@@ -2,7 +2,7 @@
 -- so a PATCH of {"meta": {"a": null}} removes only meta.a.
 CREATE OR REPLACE FUNCTION velocity.jsonb_merge_patch(target jsonb, patch jsonb) RETURNS jsonb
 LANGUAGE plpgsql IMMUTABLE
-SET search_path = pg_catalog
+SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
   IF patch IS NULL OR jsonb_typeof(patch) <> 'object' THEN

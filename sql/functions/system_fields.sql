@@ -3,7 +3,7 @@
 -- An UPDATE that changes no user field leaves version and updated_* alone.
 CREATE OR REPLACE FUNCTION velocity.set_system_fields() RETURNS trigger
 LANGUAGE plpgsql
-SET search_path = pg_catalog
+SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
   IF TG_OP = 'INSERT' THEN

@@ -88,3 +88,11 @@ CREATE TABLE velocity.role_bindings (
   UNIQUE (subject_kind, subject, role)
 );
 CREATE INDEX role_bindings_subject_idx ON velocity.role_bindings (subject, subject_kind);
+
+-- The Postgres logins Velocity created for BI tools; only these may be bound or given a
+-- password through the admin functions.
+CREATE TABLE velocity.db_logins (
+  login       text PRIMARY KEY,
+  created_at  timestamptz NOT NULL DEFAULT now(),
+  created_by  text NOT NULL
+);
