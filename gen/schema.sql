@@ -388,6 +388,10 @@ BEGIN
     RAISE EXCEPTION 'invalid login name %: use ^[a-z][a-z0-9_]{0,62}$, not velocity*, pg_* or postgres', quote_literal(p_login)
       USING ERRCODE = '22023', COLUMN = 'login';
   END IF;
+  IF p_role = 'platform_admin' THEN
+    RAISE EXCEPTION 'platform_admin cannot be bound to a database login; use velocity_owner for administration in SQL'
+      USING ERRCODE = '22023', COLUMN = 'role';
+  END IF;
   v_group := velocity.ensure_group_role(p_role);
   IF EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = p_login) THEN
     IF NOT EXISTS (SELECT 1 FROM velocity.db_logins WHERE login = p_login) THEN

@@ -277,6 +277,9 @@ func TestDBLoginSeesWhatItsBindingAllows(t *testing.T) {
 	p = requireProblem(t, e.do("POST", "/admin/db-logins", e.admin, map[string]any{"role": "viewer", "login": editor}), http.StatusUnprocessableEntity)
 	require.Contains(t, p["detail"], "rights beyond Velocity roles")
 
+	p = requireProblem(t, e.do("POST", "/admin/db-logins", e.admin, map[string]any{"role": "platform_admin", "login": "root_" + suffix}), http.StatusUnprocessableEntity)
+	require.Equal(t, []string{"body.role"}, locations(p))
+
 	// Bad logins are refused with the field named.
 	for _, login := range []string{"postgres", "velocity_owner", "Robert'); DROP ROLE x; --", "pg_read_all_data"} {
 		p := requireProblem(t, e.do("POST", "/admin/db-logins", e.admin, map[string]any{"role": "viewer", "login": login}), http.StatusUnprocessableEntity)
