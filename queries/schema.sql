@@ -19,8 +19,9 @@ FOR UPDATE;
 -- Serializes applies: schemas of one org/app share a Postgres schema and every schema shares
 -- the cluster-wide group roles, so concurrent applies would race on both. Applies are rare.
 -- lock_timeout bounds how long DDL waits behind running requests, which queue behind it.
-SELECT pg_advisory_xact_lock(hashtextextended('velocity.schema_apply', 0)),
-       set_config('lock_timeout', '10s', true);
+-- set_config comes first in the list so the wait for the lock is bounded too.
+SELECT set_config('lock_timeout', '10s', true),
+       pg_advisory_xact_lock(hashtextextended('velocity.schema_apply', 0));
 
 -- name: SchemaNameOwner :one
 SELECT key FROM velocity.schemas WHERE name = $1;

@@ -12,13 +12,14 @@ import (
 )
 
 const schemaApplyLock = `-- name: SchemaApplyLock :exec
-SELECT pg_advisory_xact_lock(hashtextextended('velocity.schema_apply', 0)),
-       set_config('lock_timeout', '10s', true)
+SELECT set_config('lock_timeout', '10s', true),
+       pg_advisory_xact_lock(hashtextextended('velocity.schema_apply', 0))
 `
 
 // Serializes applies: schemas of one org/app share a Postgres schema and every schema shares
 // the cluster-wide group roles, so concurrent applies would race on both. Applies are rare.
 // lock_timeout bounds how long DDL waits behind running requests, which queue behind it.
+// set_config comes first in the list so the wait for the lock is bounded too.
 func (q *Queries) SchemaApplyLock(ctx context.Context, db DBTX) error {
 	_, err := db.Exec(ctx, schemaApplyLock)
 	return err

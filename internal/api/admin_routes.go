@@ -21,7 +21,7 @@ import (
 func requireAdmin(ctx context.Context) error {
 	actor, _ := ctx.Value(actorKey).(store.Actor)
 	if !actor.HasRole(authz.AdminRole) {
-		return denied(authz.LayerRBAC, "the admin role is required")
+		return denied(authz.LayerRBAC, "the "+authz.AdminRole+" role is required")
 	}
 	return nil
 }
@@ -355,6 +355,8 @@ func (s *Server) apply(ctx context.Context, raw []byte, dryRun bool) (*applyOut,
 			return nil, withLocation(problem(http.StatusConflict, err.Error()), "body.spec.version", "must be higher than the applied version to change the schema")
 		case errors.Is(err, store.ErrNameTaken):
 			return nil, withLocation(problem(http.StatusConflict, err.Error()), "body.metadata.name", "taken by another schema")
+		case errors.Is(err, store.ErrUnavailable):
+			return nil, problem(http.StatusServiceUnavailable, "the apply waited too long for a lock held by running requests or another apply; retry")
 		case errors.Is(err, store.ErrInvalid), errors.Is(err, store.ErrConflict):
 			// A plan step failed on existing data (e.g. a new unique constraint over duplicates).
 			return nil, problem(http.StatusConflict, "the plan cannot be applied to the existing data: "+planFailure(err))
@@ -395,13 +397,20 @@ func nonNilSteps(s []planner.Step) []planner.Step {
 	return s
 }
 
+// maxDefinitionErrors bounds the problems listed for one definition.
+const maxDefinitionErrors = 100
+
 // definitionProblem reports a bad SchemaDefinition with one entry per problem, located in
 // the body.
 func definitionProblem(err error) error {
 	var ve *schemadef.ValidationError
 	if errors.As(err, &ve) {
 		p := problem(http.StatusUnprocessableEntity, "invalid SchemaDefinition")
-		for _, fe := range ve.Errors {
+		for i, fe := range ve.Errors {
+			if i == maxDefinitionErrors {
+				p.Errors = append(p.Errors, &huma.ErrorDetail{Location: "body", Message: "more problems follow; fix these first"})
+				break
+			}
 			p.Errors = append(p.Errors, &huma.ErrorDetail{Location: "body." + fe.Path, Message: fe.Message})
 		}
 		return p

@@ -110,7 +110,7 @@ func storeProblem(err error, what string) error {
 		case errors.Is(err, store.ErrPermission):
 			return denied(7, what+": denied by row-level security")
 		case errors.Is(err, store.ErrInvalid):
-			p := problem(http.StatusUnprocessableEntity, what+": the record breaks a rule of its schema")
+			p := problem(http.StatusUnprocessableEntity, what+": a value is not valid for its field")
 			field := loc
 			if field == "" {
 				field = constraintField(dbErr.Constraint)

@@ -394,6 +394,9 @@ func (r *records) list(ctx context.Context, in *listIn) (*listOut, error) {
 		}
 		where[k] = map[string]json.RawMessage{"eq": queryValue(f, in.raw[k][0])}
 	}
+	if len(errs) > sqlbuild.MaxErrors {
+		errs = append(errs[:sqlbuild.MaxErrors], sqlbuild.FieldError{Location: "query", Message: "more problems follow; fix these first"})
+	}
 	if len(errs) > 0 {
 		return nil, invalid(http.StatusBadRequest, "bad list parameters", errs)
 	}

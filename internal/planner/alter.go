@@ -72,7 +72,6 @@ var widening = map[[2]schemadef.FieldType]bool{
 	{schemadef.TypeEnum, schemadef.TypeString}:     true,
 	{schemadef.TypeEnum, schemadef.TypeText}:       true,
 	{schemadef.TypeInteger, schemadef.TypeDecimal}: true,
-	{schemadef.TypeInteger, schemadef.TypeNumber}:  true,
 	{schemadef.TypeNumber, schemadef.TypeDecimal}:  true,
 	{schemadef.TypeDate, schemadef.TypeTimestamp}:  true,
 }

@@ -158,6 +158,17 @@ func alterCases() []alterCase {
 			contains: []string{`ALTER COLUMN "quantity" TYPE numeric USING "quantity"::numeric`},
 		},
 		{
+			name: "integer_to_number",
+			old: func(t *testing.T, d *schemadef.Definition) {
+				d.Spec.Fields = append(d.Spec.Fields, schemadef.Field{Name: "quantity", Type: schemadef.TypeInteger})
+			},
+			next: func(t *testing.T, d *schemadef.Definition) {
+				field(t, d, "quantity").Type = schemadef.TypeNumber
+			},
+			breaking: true,
+			contains: []string{`ALTER COLUMN "quantity" TYPE double precision USING "quantity"::double precision`},
+		},
+		{
 			name: "raise_max_length",
 			next: func(t *testing.T, d *schemadef.Definition) {
 				field(t, d, "customer_email").MaxLength = ptr(500)
@@ -442,6 +453,7 @@ func TestBuildBreakingReasons(t *testing.T) {
 		{"drop_enum_value", []string{`field "status": enum values [shipped] are dropped`}},
 		{"shrink_max_length", []string{`field "customer_email": maxLength shrinks to 100`}},
 		{"make_required", []string{`field "region" becomes required, which fails if a row has no value`}},
+		{"integer_to_number", []string{`field "quantity" changes type from integer to number, which can fail or lose data`}},
 		{"add_required_field_without_default", []string{`field "quantity" is added as required without a default, which fails if the table has rows`}},
 	}
 	cases := map[string]alterCase{}
