@@ -2,7 +2,6 @@ package api
 
 import (
 	"errors"
-	"fmt"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -142,8 +141,4 @@ func withLocation(p *Problem, loc, msg string) *Problem {
 		p.Errors = append(p.Errors, &huma.ErrorDetail{Location: loc, Message: msg})
 	}
 	return p
-}
-
-func errorf(status int, format string, args ...any) *Problem {
-	return problem(status, fmt.Sprintf(format, args...))
 }
