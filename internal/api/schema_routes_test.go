@@ -1,7 +1,9 @@
 package api_test
 
 import (
+	"bytes"
 	"context"
+	"fmt"
 	"net/http"
 	"os"
 	"strings"
@@ -190,4 +192,35 @@ func TestRoutesFollowAppliesOnOtherReplicas(t *testing.T) {
 	require.Eventually(t, func() bool {
 		return other.do("GET", ordersPath, e.admin, nil).status == http.StatusOK
 	}, 10*time.Second, 20*time.Millisecond)
+}
+
+// TestConcurrentAppliesInOneApp: objects of one org/app share a Postgres schema and all
+// schemas share the group roles; applies of different objects at once must all succeed.
+func TestConcurrentAppliesInOneApp(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, api.Config{})
+	base := readOrders(t)
+	const n = 6
+	status := make(chan int, n)
+	for i := 0; i < n; i++ {
+		doc := strings.Replace(strings.Replace(base, "object: orders", fmt.Sprintf("object: o%d", i), 1),
+			"name: orders", fmt.Sprintf("name: o%d", i), 1)
+		req, err := http.NewRequest("POST", e.http.URL+"/admin/schemas/apply", bytes.NewReader(yamlJSON(t, doc)))
+		require.NoError(t, err)
+		req.Header.Set("X-API-Key", e.admin)
+		go func() {
+			res, err := e.http.Client().Do(req)
+			if err != nil {
+				status <- 0
+				return
+			}
+			res.Body.Close()
+			status <- res.StatusCode
+		}()
+	}
+	for i := 0; i < n; i++ {
+		require.Equal(t, http.StatusOK, <-status)
+	}
+	r := e.do("GET", "/admin/schemas", e.admin, nil)
+	require.Len(t, r.json(t)["items"], n)
 }
