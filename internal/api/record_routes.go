@@ -35,7 +35,7 @@ func recordResponse(location string, rec record) *recordOut {
 }
 
 type writeIn struct {
-	Reason  string `header:"X-Velocity-Reason" maxLength:"1000" doc:"why this change is made; kept with the change"`
+	Reason  string `header:"X-Velocity-Reason" maxLength:"1000" doc:"why this change is made; set as velocity.reason for the transaction, for history and audit to record"`
 	RawBody []byte
 }
 
@@ -46,7 +46,7 @@ type idIn struct {
 type patchIn struct {
 	ID      string `path:"id" doc:"record id (uuid)"`
 	IfMatch string `header:"If-Match" doc:"the version the change is based on; a stale one gets 412"`
-	Reason  string `header:"X-Velocity-Reason" maxLength:"1000" doc:"why this change is made; kept with the change"`
+	Reason  string `header:"X-Velocity-Reason" maxLength:"1000" doc:"why this change is made; set as velocity.reason for the transaction, for history and audit to record"`
 	RawBody []byte
 }
 
