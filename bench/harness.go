@@ -82,6 +82,8 @@ type harness struct {
 	cluster   *pgcluster.Cluster
 	store     *store.Store
 	server    *http.Server
+	floor     *http.Server // serves the HTTP floor: a stored response, nothing else
+	floorURL  string
 	stop      context.CancelFunc // ends the API's schema listener
 	client    *http.Client
 	apiKey    string
@@ -216,12 +218,68 @@ func (h *harness) serve(ctx context.Context, log *slog.Logger) error {
 	return nil
 }
 
+// serveFloor reads record id through the API once and serves that response, headers and
+// body, from a bare net/http handler on another loopback port: the cheapest request the
+// same client and server stack can make. Its cost is the floor under every REST op.
+func (h *harness) serveFloor(ctx context.Context, log *slog.Logger, id string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, h.recordURL+"/"+id, nil)
+	if err != nil {
+		return err
+	}
+	req.Header.Set(auth.HeaderAPIKey, h.apiKey)
+	resp, err := h.client.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("floor: read %s: status %d", id, resp.StatusCode)
+	}
+	header := resp.Header.Clone()
+	header.Del("Date")
+	header.Del("Content-Length")
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	h.floor = &http.Server{ReadHeaderTimeout: 10 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		for k, v := range header {
+			w.Header()[k] = v
+		}
+		_, _ = w.Write(body)
+	})}
+	pprof.Do(ctx, pprof.Labels("side", "floor-server"), func(context.Context) {
+		go func() {
+			if err := h.floor.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+				log.Error("serve floor", "err", err)
+			}
+		}()
+	})
+	h.floorURL = "http://" + ln.Addr().String() + h.table.Spec.Path() + "/" + id
+	return nil
+}
+
+// floorRead is the floor's op: the read's request, to the stored response.
+func (h *harness) floorRead(ctx context.Context) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, h.floorURL, nil)
+	if err != nil {
+		return err
+	}
+	return h.do(req, http.StatusOK)
+}
+
 // Close stops the API and the cluster and removes the temporary directory.
 func (h *harness) Close() {
-	if h.server != nil {
-		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		_ = h.server.Shutdown(sctx)
-		cancel()
+	for _, s := range []*http.Server{h.server, h.floor} {
+		if s != nil {
+			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			_ = s.Shutdown(sctx)
+			cancel()
+		}
 	}
 	if h.stop != nil {
 		h.stop()

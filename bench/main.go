@@ -71,10 +71,21 @@ type goal struct {
 	Met      bool    `json:"met"`
 }
 
+// floor is the HTTP floor at one client count: the same client reading a stored read
+// response from a bare net/http handler (no auth, no routing, no Postgres).
+type floor struct {
+	Clients int         `json:"clients"`
+	HTTP    measurement `json:"http"`
+	// ReadCeiling is the read's cpu ratio if Velocity cost nothing beyond the baseline's
+	// Postgres work and this round trip: baseline cpu/op over (floor + baseline) cpu/op.
+	ReadCeiling float64 `json:"read_ceiling"`
+}
+
 // report is the whole output; -json prints it as is.
 type report struct {
 	Setup   []string `json:"setup"`
 	Results []result `json:"results"`
+	Floors  []floor  `json:"http_floor"`
 	Goals   []goal   `json:"goals"`
 }
 
@@ -116,6 +127,9 @@ func run(ctx context.Context, cfg config, out io.Writer) error {
 	if err != nil {
 		return err
 	}
+	if err := h.serveFloor(ctx, log, ids[0]); err != nil {
+		return err
+	}
 	pick := func() string { return ids[rand.IntN(len(ids))] }
 	cases := []benchCase{
 		{name: "create", velocity: h.apiCreate, baseline: h.baselineCreate},
@@ -153,6 +167,13 @@ func run(ctx context.Context, cfg config, out io.Writer) error {
 			}
 			rep.Results = append(rep.Results, r)
 		}
+	}
+	for _, n := range cfg.clients {
+		f, err := measureFloor(ctx, h, cfg, n, rep.Results)
+		if err != nil {
+			return err
+		}
+		rep.Floors = append(rep.Floors, f)
 	}
 	rep.Goals = []goal{}
 	for _, g := range goals {
@@ -207,6 +228,28 @@ func measure(ctx context.Context, h *harness, cfg config, c benchCase, clients i
 	return r, nil
 }
 
+// measureFloor runs the HTTP floor at one client count and sets the read ceiling from that
+// count's read baseline.
+func measureFloor(ctx context.Context, h *harness, cfg config, clients int, results []result) (floor, error) {
+	progress(fmt.Sprintf("http floor, %d clients", clients))
+	l := load{name: "floor", side: "floor", clients: clients, postmaster: h.postmaster, settle: h.settle,
+		warmup: cfg.warmup, duration: cfg.duration, op: h.floorRead}
+	m, err := l.run(ctx)
+	if err != nil {
+		return floor{}, err
+	}
+	f := floor{Clients: clients, HTTP: m}
+	i := slices.IndexFunc(results, func(r result) bool { return r.Case == "read" && r.Clients == clients })
+	fb, fp := m.cpuPerOp()
+	if i >= 0 {
+		bb, bp := results[i].Baseline.cpuPerOp()
+		if total := fb + fp + bb + bp; total > 0 {
+			f.ReadCeiling = float64(bb+bp) / float64(total)
+		}
+	}
+	return f, nil
+}
+
 func (rep report) print(out io.Writer) error {
 	for _, s := range rep.Setup {
 		fmt.Fprintln(out, "# "+s)
@@ -223,6 +266,19 @@ func (rep report) print(out io.Writer) error {
 		return err
 	}
 	fmt.Fprintln(out, "cpu/op: CPU time per op in this process (load + API) + in Postgres; cpu ratio: baseline cpu/op over velocity's")
+	if len(rep.Floors) > 0 {
+		fmt.Fprintln(out)
+		fmt.Fprintln(out, "http floor: the same client reading a stored read response from a bare net/http handler (no auth, no Huma, no Postgres);")
+		fmt.Fprintln(out, "read ceiling: the read's cpu ratio if Velocity cost only this round trip on top of the baseline's own work")
+		tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
+		fmt.Fprintln(tw, "clients\tfloor ops/s\tp50\tp99\tcpu/op\tread ceiling\t")
+		for _, f := range rep.Floors {
+			fmt.Fprintf(tw, "%d\t%.0f\t%s\t%s\t%s\t%.2fx\t\n", f.Clients, f.HTTP.OpsPerSec, f.HTTP.P50, f.HTTP.P99, formatCPU(f.HTTP), f.ReadCeiling)
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+	}
 	if noise := rep.noise(); noise > 0.2 {
 		fmt.Fprintf(out, "warning: other processes used up to %.1f of the %d cores during a test; ops/s are noisy, cpu/op much less\n", noise, runtime.NumCPU())
 	}
