@@ -511,7 +511,12 @@ GRANT EXECUTE ON FUNCTION velocity.role_binding_list() TO velocity_api;
 
 -- velocity.set_system_fields(): BEFORE INSERT OR UPDATE trigger on every user table. Postgres,
 -- not the API, owns the system fields, so psql and BI writes keep them right too.
--- An UPDATE that changes no user field leaves version and updated_* alone.
+-- An UPDATE that changes no user field leaves version and updated_* alone. A restore that
+-- recreates a deleted record (velocity.current_write_op() = 'RESTORE', trusted only from the
+-- API) keeps the version, created_at and created_by it is given, so the record's history
+-- reads on without a gap. Times come from clock_timestamp(): a BEFORE UPDATE trigger runs
+-- once the row is locked, so a record's updated_at grows with its version even when two
+-- transactions race for it, and its history event carries the same time.
 CREATE OR REPLACE FUNCTION velocity.set_system_fields() RETURNS trigger
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -521,8 +526,13 @@ BEGIN
     IF NEW.id IS NULL THEN
       NEW.id := velocity.uuid_v7();
     END IF;
+    IF velocity.current_write_op() = 'RESTORE' AND NEW.version IS NOT NULL AND NEW.created_at IS NOT NULL THEN
+      NEW.updated_at := clock_timestamp();
+      NEW.updated_by := velocity.current_actor_id();
+      RETURN NEW;
+    END IF;
     NEW.version := 1;
-    NEW.created_at := statement_timestamp();
+    NEW.created_at := clock_timestamp();
     NEW.updated_at := NEW.created_at;
     NEW.created_by := velocity.current_actor_id();
     NEW.updated_by := NEW.created_by;
@@ -541,7 +551,7 @@ BEGIN
     RETURN NEW;
   END IF;
   NEW.version := OLD.version + 1;
-  NEW.updated_at := statement_timestamp();
+  NEW.updated_at := clock_timestamp();
   NEW.updated_by := velocity.current_actor_id();
   RETURN NEW;
 END
@@ -566,6 +576,233 @@ BEGIN
             UNION ALL
             SELECT p.key, velocity.jsonb_merge_patch(target -> p.key, p.value)
               FROM jsonb_each(patch) p WHERE jsonb_typeof(p.value) <> 'null') s);
+END
+$$;
+
+
+-- 004_create_history.sql
+-- Why: every change to a user table is kept, by Postgres, in that table's history (created by
+-- the planner) and announced in one outbox, in the same transaction as the change, so a write
+-- through the API, the CLI or psql is recorded the same way and a rolled-back write leaves
+-- nothing behind.
+
+-- One sequence orders every history event and outbox row of the database.
+CREATE SEQUENCE velocity.event_seq AS bigint;
+
+-- The key of the keyed hashes that stand in for history.redact fields. Only the owner (and
+-- velocity.history_redact, which runs as the owner) can read it.
+CREATE TABLE velocity.history_key (
+  one boolean PRIMARY KEY DEFAULT true CHECK (one),
+  key bytea NOT NULL
+);
+INSERT INTO velocity.history_key (key) VALUES (velocity_ext.gen_random_bytes(32));
+
+-- The outbox: one row per change, drained in commit-safe order (xid below the snapshot's
+-- xmin) by the CDC job. Written only by the history triggers.
+CREATE TABLE velocity.outbox (
+  id          bigint PRIMARY KEY DEFAULT nextval('velocity.event_seq'),
+  xid         xid8 NOT NULL DEFAULT pg_current_xact_id(),
+  at          timestamptz NOT NULL DEFAULT clock_timestamp(),
+  schema_key  text NOT NULL,
+  record_id   uuid NOT NULL,
+  op          text NOT NULL CHECK (op IN ('INSERT', 'UPDATE', 'DELETE', 'RESTORE', 'PURGE')),
+  version     integer NOT NULL
+);
+CREATE INDEX outbox_xid_idx ON velocity.outbox (xid, id);
+
+-- The time machine's shared functions. The planner generates one small trigger function per
+-- table (static SQL into its own history table) that calls these.
+
+-- velocity.current_write_op(): 'RESTORE' while the API writes a restored image back, else ''.
+-- Trusted, like velocity.actor, only from the authenticator, so a psql session cannot label
+-- its own writes as restores. Inlinable: plain SQL, every name schema-qualified.
+CREATE OR REPLACE FUNCTION velocity.current_write_op() RETURNS text
+LANGUAGE sql STABLE
+AS $$
+  SELECT CASE
+    WHEN session_user OPERATOR(pg_catalog.=) 'velocity_authenticator'::pg_catalog.name
+     AND pg_catalog.current_setting('velocity.write_op', true) OPERATOR(pg_catalog.=) 'RESTORE'
+    THEN 'RESTORE' ELSE '' END
+$$;
+
+-- velocity.history_redact(image, fields): image with each listed field replaced by a keyed
+-- hash of its value (HMAC-SHA256 under the database's history key), so history shows that a
+-- sensitive field changed, never what it held. A null stays null.
+CREATE OR REPLACE FUNCTION velocity.history_redact(image jsonb, fields text[]) RETURNS jsonb
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  k bytea;
+  f text;
+BEGIN
+  SELECT key INTO STRICT k FROM velocity.history_key;
+  FOREACH f IN ARRAY fields LOOP
+    IF image ? f AND jsonb_typeof(image -> f) <> 'null' THEN
+      image := jsonb_set(image, ARRAY[f], to_jsonb('hmac-sha256:' ||
+        encode(velocity_ext.hmac(convert_to(image ->> f, 'UTF8'), k, 'sha256'), 'hex')));
+    END IF;
+  END LOOP;
+  RETURN image;
+END
+$$;
+
+-- velocity.history_guard(): history and the outbox are append-only. UPDATE, DELETE and
+-- TRUNCATE are refused for every role, the owner included, except inside the platform's own
+-- maintenance and purge functions, which run as velocity_owner and set
+-- velocity.history_maintenance for their transaction.
+CREATE OR REPLACE FUNCTION velocity.history_guard() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+  IF current_user = 'velocity_owner' AND current_setting('velocity.history_maintenance', true) = 'on' THEN
+    IF TG_LEVEL = 'ROW' AND TG_OP = 'DELETE' THEN
+      RETURN OLD;
+    END IF;
+    RETURN NEW;
+  END IF;
+  RAISE EXCEPTION '% is append-only: % is not allowed', TG_TABLE_SCHEMA || '.' || TG_TABLE_NAME, TG_OP
+    USING ERRCODE = '42501', HINT = 'history is removed only by a purge';
+END
+$$;
+
+-- velocity.history_partition_name(history, month): {history}_YYYY_MM.
+CREATE OR REPLACE FUNCTION velocity.history_partition_name(history text, month date) RETURNS text
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT history || '_' || to_char(month, 'YYYY_MM') $$;
+
+-- velocity.history_partitions_ensure(schema, history, at, months_ahead): makes sure the
+-- monthly partitions of one history table exist from at's month to months_ahead months after
+-- it, and returns how many it created. Rows that landed in the default partition for a month
+-- (the job did not run in time) are moved into that month's new partition in the same
+-- transaction, so no write ever fails for a missing partition and none is lost. Idempotent.
+CREATE OR REPLACE FUNCTION velocity.history_partitions_ensure(schema_name text, history text, at timestamptz, months_ahead integer)
+RETURNS integer
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  month date := date_trunc('month', at AT TIME ZONE 'UTC')::date;
+  lo timestamptz;
+  hi timestamptz;
+  part text;
+  parent text := format('%I.%I', schema_name, history);
+  dflt text := format('%I.%I', schema_name, history || '_default');
+  created integer := 0;
+BEGIN
+  IF months_ahead < 0 OR months_ahead > 36 THEN
+    RAISE EXCEPTION 'months_ahead must be from 0 to 36' USING ERRCODE = '22023';
+  END IF;
+  IF to_regclass(parent) IS NULL THEN
+    RAISE EXCEPTION 'history table %.% does not exist', schema_name, history USING ERRCODE = '42P01';
+  END IF;
+  -- Writers wait on the default partition while a partition is attached; never long.
+  SET LOCAL lock_timeout = '5s';
+  FOR i IN 0..months_ahead LOOP
+    lo := (month + make_interval(months => i))::timestamp AT TIME ZONE 'UTC';
+    hi := (month + make_interval(months => i + 1))::timestamp AT TIME ZONE 'UTC';
+    part := velocity.history_partition_name(history, (month + make_interval(months => i))::date);
+    CONTINUE WHEN to_regclass(format('%I.%I', schema_name, part)) IS NOT NULL;
+
+    EXECUTE format('CREATE TABLE %I.%I (LIKE %s INCLUDING DEFAULTS INCLUDING CONSTRAINTS, CONSTRAINT %I CHECK (at >= %L AND at < %L))',
+      schema_name, part, parent, part || '_range', lo, hi);
+    IF EXISTS (SELECT 1 FROM pg_catalog.pg_inherits i JOIN pg_catalog.pg_class c ON c.oid = i.inhrelid
+                WHERE i.inhparent = parent::regclass AND c.oid = to_regclass(dflt)) THEN
+      PERFORM set_config('velocity.history_maintenance', 'on', true);
+      EXECUTE format('WITH moved AS (DELETE FROM %s WHERE at >= %L AND at < %L RETURNING *) INSERT INTO %I.%I SELECT * FROM moved',
+        dflt, lo, hi, schema_name, part);
+      PERFORM set_config('velocity.history_maintenance', '', true);
+    END IF;
+    EXECUTE format('ALTER TABLE %s ATTACH PARTITION %I.%I FOR VALUES FROM (%L) TO (%L)', parent, schema_name, part, lo, hi);
+    -- The CHECK only spared ATTACH a scan; the partition bound holds the same rule.
+    EXECUTE format('ALTER TABLE %I.%I DROP CONSTRAINT %I', schema_name, part, part || '_range');
+    EXECUTE format('CREATE TRIGGER velocity_history_guard_truncate BEFORE TRUNCATE ON %I.%I FOR EACH STATEMENT EXECUTE FUNCTION velocity.history_guard()', schema_name, part);
+    created := created + 1;
+  END LOOP;
+  RETURN created;
+END
+$$;
+
+-- velocity.history_partitions_ensure_all(at, months_ahead): the partition job's one call,
+-- over every applied schema. Returns the partitions created.
+CREATE OR REPLACE FUNCTION velocity.history_partitions_ensure_all(at timestamptz, months_ahead integer)
+RETURNS integer
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  s record;
+  created integer := 0;
+BEGIN
+  FOR s IN SELECT org || '__' || app AS schema_name, domain || '__' || object || '__history' AS history
+             FROM velocity.schemas ORDER BY key LOOP
+    created := created + velocity.history_partitions_ensure(s.schema_name, s.history, at, months_ahead);
+  END LOOP;
+  RETURN created;
+END
+$$;
+
+
+CREATE TRIGGER velocity_history_guard BEFORE UPDATE OR DELETE ON velocity.outbox
+  FOR EACH ROW EXECUTE FUNCTION velocity.history_guard();
+CREATE TRIGGER velocity_history_guard_truncate BEFORE TRUNCATE ON velocity.outbox
+  FOR EACH STATEMENT EXECUTE FUNCTION velocity.history_guard();
+
+REVOKE ALL ON velocity.history_key, velocity.outbox FROM PUBLIC;
+GRANT SELECT ON velocity.outbox TO velocity_worker;
+REVOKE ALL ON FUNCTION velocity.history_redact(jsonb, text[]) FROM PUBLIC;
+REVOKE ALL ON FUNCTION velocity.history_partitions_ensure(text, text, timestamptz, integer) FROM PUBLIC;
+REVOKE ALL ON FUNCTION velocity.history_partitions_ensure_all(timestamptz, integer) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION velocity.history_partitions_ensure_all(timestamptz, integer) TO velocity_worker;
+
+-- Restores keep the version, created_at and created_by the API gives the recreated row.
+-- velocity.set_system_fields(): BEFORE INSERT OR UPDATE trigger on every user table. Postgres,
+-- not the API, owns the system fields, so psql and BI writes keep them right too.
+-- An UPDATE that changes no user field leaves version and updated_* alone. A restore that
+-- recreates a deleted record (velocity.current_write_op() = 'RESTORE', trusted only from the
+-- API) keeps the version, created_at and created_by it is given, so the record's history
+-- reads on without a gap. Times come from clock_timestamp(): a BEFORE UPDATE trigger runs
+-- once the row is locked, so a record's updated_at grows with its version even when two
+-- transactions race for it, and its history event carries the same time.
+CREATE OR REPLACE FUNCTION velocity.set_system_fields() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+  IF TG_OP = 'INSERT' THEN
+    IF NEW.id IS NULL THEN
+      NEW.id := velocity.uuid_v7();
+    END IF;
+    IF velocity.current_write_op() = 'RESTORE' AND NEW.version IS NOT NULL AND NEW.created_at IS NOT NULL THEN
+      NEW.updated_at := clock_timestamp();
+      NEW.updated_by := velocity.current_actor_id();
+      RETURN NEW;
+    END IF;
+    NEW.version := 1;
+    NEW.created_at := clock_timestamp();
+    NEW.updated_at := NEW.created_at;
+    NEW.created_by := velocity.current_actor_id();
+    NEW.updated_by := NEW.created_by;
+    RETURN NEW;
+  END IF;
+
+  IF NEW.id IS DISTINCT FROM OLD.id THEN
+    RAISE EXCEPTION 'id cannot be changed' USING ERRCODE = '42501', COLUMN = 'id';
+  END IF;
+  NEW.version := OLD.version;
+  NEW.created_at := OLD.created_at;
+  NEW.created_by := OLD.created_by;
+  NEW.updated_at := OLD.updated_at;
+  NEW.updated_by := OLD.updated_by;
+  IF NEW IS NOT DISTINCT FROM OLD THEN
+    RETURN NEW;
+  END IF;
+  NEW.version := OLD.version + 1;
+  NEW.updated_at := clock_timestamp();
+  NEW.updated_by := velocity.current_actor_id();
+  RETURN NEW;
 END
 $$;
 

@@ -42,6 +42,21 @@ type VelocityDbLogin struct {
 	CreatedBy string
 }
 
+type VelocityHistoryKey struct {
+	One bool
+	Key []byte
+}
+
+type VelocityOutbox struct {
+	ID        int64
+	Xid       pgtype.Uint64
+	At        pgtype.Timestamptz
+	SchemaKey string
+	RecordID  uuid.UUID
+	Op        string
+	Version   int32
+}
+
 type VelocityRoleBinding struct {
 	ID          uuid.UUID
 	Role        string

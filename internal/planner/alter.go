@@ -51,6 +51,7 @@ func (b *builder) alter(old, next schemadef.Spec) {
 		b.dropPolicies()
 		b.addPolicies(next.Access)
 	}
+	b.alterHistory(old, next)
 	if fieldsChanged || !reflect.DeepEqual(old.Access.Roles, next.Access.Roles) {
 		// A rebuilt view has lost its grants; regrant everything for every role.
 		b.addGrants(&old.Access, next.Access)

@@ -118,6 +118,7 @@ func (b *builder) create(s schemadef.Spec) {
 	b.add("", "ALTER TABLE %s FORCE ROW LEVEL SECURITY", b.table)
 	b.addPolicies(s.Access)
 	b.addView(s)
+	b.addHistory(s)
 	b.addGrants(nil, s.Access)
 }
 
@@ -222,6 +223,8 @@ func (b *builder) addPolicies(a schemadef.Access) {
 	}
 }
 
+func (b *builder) history() string { return sqlbuild.Qualified(b.names.Schema, b.names.History) }
+
 func (b *builder) dropPolicies() {
 	for _, p := range verbPolicies {
 		b.add("", "DROP POLICY IF EXISTS %s ON %s", p.name, b.table)
@@ -260,7 +263,7 @@ func (b *builder) addGrants(old *schemadef.Access, next schemadef.Access) {
 		group := sqlbuild.Ident(schemadef.RoleName(role))
 		b.add(fmt.Sprintf("group role for Velocity role %q", role), "SELECT velocity.ensure_group_role(%s)", sqlbuild.Literal(role))
 		if old != nil {
-			b.add("", "REVOKE ALL ON %s, %s FROM %s", b.table, b.view, group)
+			b.add("", "REVOKE ALL ON %s, %s, %s FROM %s", b.table, b.view, b.history(), group)
 		}
 		verbs, ok := next.Roles[role]
 		if !ok {
@@ -273,6 +276,9 @@ func (b *builder) addGrants(old *schemadef.Access, next schemadef.Access) {
 		}
 		if has["read"] {
 			b.add("", "GRANT SELECT ON %s TO %s", b.view, group)
+		}
+		if has["read"] && has["history"] {
+			b.add("", "GRANT SELECT ON %s TO %s", b.history(), group)
 		}
 		if has["create"] {
 			b.add("", "GRANT INSERT ON %s TO %s", b.table, group)

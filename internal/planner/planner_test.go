@@ -253,7 +253,7 @@ func alterCases() []alterCase {
 			contains: []string{
 				`DROP POLICY IF EXISTS velocity_read`,
 				`CREATE POLICY velocity_delete ON "acme__shop"."sales__orders" FOR DELETE USING ((SELECT velocity.current_actor_roles()) && ARRAY['admin', 'editor']::text[])`,
-				`REVOKE ALL ON "acme__shop"."sales__orders", "acme__shop"."sales__orders__read" FROM "velocity_r_viewer"`,
+				`REVOKE ALL ON "acme__shop"."sales__orders", "acme__shop"."sales__orders__read", "acme__shop"."sales__orders__history" FROM "velocity_r_viewer"`,
 				`GRANT SELECT ON "acme__shop"."sales__orders__read" TO "velocity_r_auditor"`,
 			},
 		},

@@ -14,14 +14,20 @@ const MaxIdentifierLength = 63
 //
 //	schema:  {org}__{app}
 //	table:   {domain}__{object}
-//	history: {domain}__{object}__history
+//	history: {domain}__{object}__history, partitioned by month into
+//	         {domain}__{object}__history_YYYY_MM and {domain}__{object}__history_default
+//	writer:  {domain}__{object}__history_write (the trigger function that writes history)
 //	view:    {domain}__{object}__read
 //	roles:   velocity_r_{role}
 type Names struct {
 	Schema  string
 	Table   string
 	History string
-	View    string
+	// HistoryDefault is the default partition of History; monthly partitions have names of
+	// the same length ({History}_YYYY_MM).
+	HistoryDefault string
+	HistoryWriter  string
+	View           string
 }
 
 // NamesOf returns the Postgres names of spec. Call Validate first: NamesOf does not check.
@@ -30,8 +36,10 @@ func NamesOf(s Spec) Names {
 	return Names{
 		Schema:  s.Org + "__" + s.App,
 		Table:   table,
-		History: table + "__history",
-		View:    table + "__read",
+		History:        table + "__history",
+		HistoryDefault: table + "__history_default",
+		HistoryWriter:  table + "__history_write",
+		View:           table + "__read",
 	}
 }
 
@@ -48,9 +56,9 @@ func (s Spec) Path() string {
 // RoleName is the Postgres group role that a Velocity role maps to.
 func RoleName(role string) string { return "velocity_r_" + role }
 
-// checkNameLengths reports every derived name longer than Postgres allows.
-func checkNameLengths(n Names) error {
-	for _, name := range []string{n.Schema, n.Table, n.History, n.View} {
+// checkNameLengths reports the first of names longer than Postgres allows.
+func checkNameLengths(names ...string) error {
+	for _, name := range names {
 		if len(name) > MaxIdentifierLength {
 			return fmt.Errorf("derived Postgres name %q is %d bytes, over the limit of %d", name, len(name), MaxIdentifierLength)
 		}

@@ -1,6 +1,12 @@
 package schemadef
 
-import "fmt"
+import (
+	"fmt"
+	"slices"
+)
+
+// ReasonVerbs are the verbs whose routes enforce policy.requireReason (428 without one).
+var ReasonVerbs = []string{"create", "update", "delete", "restore"}
 
 // Unenforced sorts the parts of a valid definition that this release does not enforce yet.
 // Refused parts are access rules: applying them as if they held would give a false sense of
@@ -20,11 +26,10 @@ func (d Definition) Unenforced() (refused, ignored []FieldError) {
 	if d.Spec.Search.Tier > SearchTierTrigram {
 		ignored = append(ignored, FieldError{Path: "spec.search.tier", Message: fmt.Sprintf("tier %d search is not served yet; tier 1 (trigram) indexes are created", d.Spec.Search.Tier)})
 	}
-	if len(d.Spec.Policy.RequireReason) > 0 {
-		ignored = append(ignored, FieldError{Path: "spec.policy.requireReason", Message: "reasons are accepted (X-Velocity-Reason) but not required yet"})
-	}
-	if len(d.Spec.History.Redact) > 0 {
-		ignored = append(ignored, FieldError{Path: "spec.history.redact", Message: "record history is not kept yet, so there is nothing to redact"})
+	for i, verb := range d.Spec.Policy.RequireReason {
+		if !slices.Contains(ReasonVerbs, verb) {
+			ignored = append(ignored, FieldError{Path: fmt.Sprintf("spec.policy.requireReason[%d]", i), Message: fmt.Sprintf("no route serves %q yet, so no reason is asked for it", verb)})
+		}
 	}
 	if d.Spec.Archive.AfterDays > 0 {
 		ignored = append(ignored, FieldError{Path: "spec.archive.afterDays", Message: "archiving is not available yet"})

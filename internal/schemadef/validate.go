@@ -126,8 +126,8 @@ func (v *validator) spec(s Spec) {
 		// checkNameLengths stops at the first name too long; the schema and the table names
 		// are checked apart so that both problems show at once.
 		n := NamesOf(s)
-		for _, names := range []Names{{Schema: n.Schema}, {Table: n.Table, History: n.History, View: n.View}} {
-			if err := checkNameLengths(names); err != nil {
+		for _, names := range [][]string{{n.Schema}, {n.Table, n.History, n.HistoryDefault, n.HistoryWriter, n.View}} {
+			if err := checkNameLengths(names...); err != nil {
 				v.add("spec", "%s", err)
 			}
 		}

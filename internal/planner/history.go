@@ -1,0 +1,128 @@
+package planner
+
+import (
+	"fmt"
+	"reflect"
+	"slices"
+
+	"github.com/velocitydev/velocity/internal/schemadef"
+	"github.com/velocitydev/velocity/internal/sqlbuild"
+)
+
+// HistoryMonthsAhead is how many months of history partitions a new table gets beyond the
+// current one; the partition job keeps the same margin.
+const HistoryMonthsAhead = 3
+
+// addHistory creates the history of the table: a table partitioned by month with a default
+// partition, append-only for everyone, readable under RLS by roles with both "read" and
+// "history", and the generated trigger that writes one event and one outbox row per change
+// in the transaction of the change.
+func (b *builder) addHistory(s schemadef.Spec) {
+	hist := sqlbuild.Qualified(b.names.Schema, b.names.History)
+	dflt := sqlbuild.Qualified(b.names.Schema, b.names.HistoryDefault)
+	b.add("history: one event per change with the full row image, partitioned by month", `CREATE TABLE %s (
+  event_id bigint NOT NULL,
+  xid xid8 NOT NULL,
+  at timestamptz NOT NULL,
+  record_id uuid NOT NULL,
+  op text NOT NULL CHECK (op IN ('INSERT', 'UPDATE', 'DELETE', 'RESTORE', 'PURGE')),
+  version integer NOT NULL,
+  actor text NOT NULL,
+  reason text,
+  request_id text,
+  image jsonb NOT NULL
+) PARTITION BY RANGE (at)`, hist)
+	b.add("point-in-time reads and a record's history", "CREATE INDEX %s ON %s (record_id, at, event_id)", sqlbuild.Ident(b.names.History+"_record"), hist)
+	b.add("the event stream, in commit-safe order", "CREATE INDEX %s ON %s (xid, event_id)", sqlbuild.Ident(b.names.History+"_xid"), hist)
+	b.add("a write never fails for want of a monthly partition", "CREATE TABLE %s PARTITION OF %s DEFAULT", dflt, hist)
+	b.add("history is append-only, for the owner too", "CREATE TRIGGER velocity_history_guard BEFORE UPDATE OR DELETE ON %s FOR EACH ROW EXECUTE FUNCTION velocity.history_guard()", hist)
+	for _, t := range []string{hist, dflt} {
+		b.add("", "CREATE TRIGGER velocity_history_guard_truncate BEFORE TRUNCATE ON %s FOR EACH STATEMENT EXECUTE FUNCTION velocity.history_guard()", t)
+	}
+	b.add("", "ALTER TABLE %s ENABLE ROW LEVEL SECURITY", hist)
+	b.addHistoryPolicy(s.Access)
+	b.add("", "GRANT SELECT ON %s TO velocity_api", hist)
+	b.add("this month's partition and the next ones; the partition job keeps them ahead",
+		"SELECT velocity.history_partitions_ensure(%s, %s, now(), %d)", sqlbuild.Literal(b.names.Schema), sqlbuild.Literal(b.names.History), HistoryMonthsAhead)
+	b.addHistoryWriter(s)
+	b.add("", "CREATE TRIGGER velocity_history AFTER INSERT OR DELETE ON %s FOR EACH ROW EXECUTE FUNCTION %s()", b.table, b.writer())
+	b.add("an UPDATE that changes nothing writes no event",
+		"CREATE TRIGGER velocity_history_update AFTER UPDATE ON %s FOR EACH ROW WHEN (OLD.* IS DISTINCT FROM NEW.*) EXECUTE FUNCTION %s()", b.table, b.writer())
+}
+
+func (b *builder) writer() string { return sqlbuild.Qualified(b.names.Schema, b.names.HistoryWriter) }
+
+// addHistoryPolicy lets a role read history when it may both read records and read their
+// history: "you see only what you can read now".
+func (b *builder) addHistoryPolicy(a schemadef.Access) {
+	var roles []string
+	for _, r := range a.RolesFor("read") {
+		if slices.Contains(a.RolesFor("history"), r) {
+			roles = append(roles, r)
+		}
+	}
+	list := "'{}'::text[]"
+	if len(roles) > 0 {
+		list = "ARRAY[" + sqlbuild.LiteralList(roles) + "]::text[]"
+	}
+	b.add(`roles with "read" and "history"`, "CREATE POLICY velocity_history_read ON %s FOR SELECT USING ((SELECT velocity.current_actor_roles()) && %s)",
+		sqlbuild.Qualified(b.names.Schema, b.names.History), list)
+}
+
+// addHistoryWriter generates the table's trigger function: static SQL into its own history
+// table, no dynamic EXECUTE on the write path. The event time of an insert, update or
+// restore is the row's updated_at, so ?at=<updated_at> reads that version.
+func (b *builder) addHistoryWriter(s schemadef.Spec) {
+	redact := ""
+	if len(s.History.Redact) > 0 {
+		fields := slices.Clone(s.History.Redact)
+		slices.Sort(fields)
+		redact = fmt.Sprintf("\n  image := velocity.history_redact(image, ARRAY[%s]::text[]);", sqlbuild.LiteralList(fields))
+	}
+	b.add("writes the history event and the outbox row of each change", `CREATE OR REPLACE FUNCTION %s() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $velocity$
+DECLARE
+  image jsonb;
+  op text := TG_OP;
+  at timestamptz;
+BEGIN
+  IF TG_OP = 'DELETE' THEN
+    image := to_jsonb(OLD);
+    at := clock_timestamp();
+  ELSE
+    image := to_jsonb(NEW);
+    at := NEW.updated_at;
+    IF velocity.current_write_op() = 'RESTORE' THEN
+      op := 'RESTORE';
+    END IF;
+  END IF;%s
+  INSERT INTO %s (event_id, xid, at, record_id, op, version, actor, reason, request_id, image)
+  VALUES (nextval('velocity.event_seq'), pg_current_xact_id(), at, (image->>'id')::uuid, op, (image->>'version')::integer,
+          velocity.current_actor_id(), NULLIF(current_setting('velocity.reason', true), ''),
+          NULLIF(current_setting('velocity.request_id', true), ''), image);
+  INSERT INTO velocity.outbox (schema_key, record_id, op, version)
+  VALUES (%s, (image->>'id')::uuid, op, (image->>'version')::integer);
+  RETURN NULL;
+END
+$velocity$`, b.writer(), redact, sqlbuild.Qualified(b.names.Schema, b.names.History), sqlbuild.Literal(s.Key()))
+}
+
+// alterHistory rebuilds what of the history depends on a changed definition: the writer when
+// the redacted fields change, the policy when the roles do.
+func (b *builder) alterHistory(old, next schemadef.Spec) {
+	if !slices.Equal(sortedCopy(old.History.Redact), sortedCopy(next.History.Redact)) {
+		b.addHistoryWriter(next)
+	}
+	if !reflect.DeepEqual(old.Access.Roles, next.Access.Roles) {
+		b.add("", "DROP POLICY IF EXISTS velocity_history_read ON %s", sqlbuild.Qualified(b.names.Schema, b.names.History))
+		b.addHistoryPolicy(next.Access)
+	}
+}
+
+func sortedCopy(s []string) []string {
+	c := slices.Clone(s)
+	slices.Sort(c)
+	return c
+}

@@ -1,0 +1,45 @@
+-- Why: every change to a user table is kept, by Postgres, in that table's history (created by
+-- the planner) and announced in one outbox, in the same transaction as the change, so a write
+-- through the API, the CLI or psql is recorded the same way and a rolled-back write leaves
+-- nothing behind.
+
+-- One sequence orders every history event and outbox row of the database.
+CREATE SEQUENCE velocity.event_seq AS bigint;
+
+-- The key of the keyed hashes that stand in for history.redact fields. Only the owner (and
+-- velocity.history_redact, which runs as the owner) can read it.
+CREATE TABLE velocity.history_key (
+  one boolean PRIMARY KEY DEFAULT true CHECK (one),
+  key bytea NOT NULL
+);
+INSERT INTO velocity.history_key (key) VALUES (velocity_ext.gen_random_bytes(32));
+
+-- The outbox: one row per change, drained in commit-safe order (xid below the snapshot's
+-- xmin) by the CDC job. Written only by the history triggers.
+CREATE TABLE velocity.outbox (
+  id          bigint PRIMARY KEY DEFAULT nextval('velocity.event_seq'),
+  xid         xid8 NOT NULL DEFAULT pg_current_xact_id(),
+  at          timestamptz NOT NULL DEFAULT clock_timestamp(),
+  schema_key  text NOT NULL,
+  record_id   uuid NOT NULL,
+  op          text NOT NULL CHECK (op IN ('INSERT', 'UPDATE', 'DELETE', 'RESTORE', 'PURGE')),
+  version     integer NOT NULL
+);
+CREATE INDEX outbox_xid_idx ON velocity.outbox (xid, id);
+
+{{ template "functions/history.sql" . }}
+
+CREATE TRIGGER velocity_history_guard BEFORE UPDATE OR DELETE ON velocity.outbox
+  FOR EACH ROW EXECUTE FUNCTION velocity.history_guard();
+CREATE TRIGGER velocity_history_guard_truncate BEFORE TRUNCATE ON velocity.outbox
+  FOR EACH STATEMENT EXECUTE FUNCTION velocity.history_guard();
+
+REVOKE ALL ON velocity.history_key, velocity.outbox FROM PUBLIC;
+GRANT SELECT ON velocity.outbox TO velocity_worker;
+REVOKE ALL ON FUNCTION velocity.history_redact(jsonb, text[]) FROM PUBLIC;
+REVOKE ALL ON FUNCTION velocity.history_partitions_ensure(text, text, timestamptz, integer) FROM PUBLIC;
+REVOKE ALL ON FUNCTION velocity.history_partitions_ensure_all(timestamptz, integer) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION velocity.history_partitions_ensure_all(timestamptz, integer) TO velocity_worker;
+
+-- Restores keep the version, created_at and created_by the API gives the recreated row.
+{{ template "functions/system_fields.sql" . }}
