@@ -134,10 +134,14 @@ func registerRecords(api huma.API, s *Server, t *sqlbuild.Table) objectDoc {
 		Summary: "Delete a " + t.Spec.Object + " record", DefaultStatus: http.StatusNoContent,
 		Errors: []int{400, 401, 403, 404, 412},
 	}, r.delete)
+	paths := []string{r.path, r.path + "/query", r.path + "/{id}"}
+	paths = append(paths, registerHistory(api, r, refs)...)
+	paths = append(paths, registerSnapshot(api, r)...)
+	paths = append(paths, registerEvents(api, r)...)
 	return objectDoc{
 		access:  t.Spec.Access,
 		key:     t.Spec.Key(),
-		paths:   []string{r.path, r.path + "/query", r.path + "/{id}"},
+		paths:   paths,
 		schemas: refs.names(),
 	}
 }
