@@ -39,8 +39,9 @@ type writeIn struct {
 	RawBody []byte
 }
 
-type idIn struct {
+type getIn struct {
 	ID string `path:"id" doc:"record id (uuid)"`
+	At string `query:"at" doc:"RFC 3339 time: the record as it was then (needs the read and history verbs)"`
 }
 
 type patchIn struct {
@@ -101,7 +102,7 @@ func registerRecords(api huma.API, s *Server, t *sqlbuild.Table) objectDoc {
 		OperationID: "create-" + opID, Method: http.MethodPost, Path: r.path, Tags: tag,
 		Summary: "Create a " + t.Spec.Object + " record", DefaultStatus: http.StatusCreated,
 		RequestBody: jsonBody(refs.create, true), SkipValidateBody: true, MaxBodyBytes: r.limit,
-		Responses: map[string]*huma.Response{"201": jsonResponse("The created record.", refs.record)}, Errors: append(errs, 409),
+		Responses: map[string]*huma.Response{"201": jsonResponse("The created record.", refs.record)}, Errors: append(errs, 409, 428),
 	}, r.create)
 	huma.Register(api, huma.Operation{
 		OperationID: "list-" + opID, Method: http.MethodGet, Path: r.path, Tags: tag,
@@ -127,15 +128,15 @@ func registerRecords(api huma.API, s *Server, t *sqlbuild.Table) objectDoc {
 			"application/json":             {Schema: &huma.Schema{Ref: refs.patch}},
 		}},
 		SkipValidateBody: true, MaxBodyBytes: r.limit,
-		Responses: map[string]*huma.Response{"200": jsonResponse("The changed record.", refs.record)}, Errors: append(errs, 409, 412),
+		Responses: map[string]*huma.Response{"200": jsonResponse("The changed record.", refs.record)}, Errors: append(errs, 409, 412, 428),
 	}, r.patch)
 	huma.Register(api, huma.Operation{
 		OperationID: "delete-" + opID, Method: http.MethodDelete, Path: r.path + "/{id}", Tags: tag,
 		Summary: "Delete a " + t.Spec.Object + " record", DefaultStatus: http.StatusNoContent,
-		Errors: []int{400, 401, 403, 404, 412},
+		Errors: []int{400, 401, 403, 404, 412, 428},
 	}, r.delete)
 	paths := []string{r.path, r.path + "/query", r.path + "/{id}"}
-	paths = append(paths, registerHistory(api, r, refs)...)
+	paths = append(paths, registerHistory(api, r, &refs)...)
 	paths = append(paths, registerSnapshot(api, r)...)
 	paths = append(paths, registerEvents(api, r)...)
 	return objectDoc{
@@ -221,6 +222,9 @@ func (r *records) create(ctx context.Context, in *writeIn) (*recordOut, error) {
 	if err := r.allow(ctx, "create"); err != nil {
 		return nil, err
 	}
+	if err := r.needReason("create", in.Reason, "header.X-Velocity-Reason"); err != nil {
+		return nil, err
+	}
 	body, err := decodeObject(in.RawBody)
 	if err != nil {
 		return nil, err
@@ -260,13 +264,16 @@ func (r *records) create(ctx context.Context, in *writeIn) (*recordOut, error) {
 
 func stmt(s sqlbuild.Statement) store.Statement { return store.Statement{SQL: s.SQL, Args: s.Args} }
 
-func (r *records) get(ctx context.Context, in *idIn) (*recordOut, error) {
+func (r *records) get(ctx context.Context, in *getIn) (*recordOut, error) {
 	if err := r.allow(ctx, "read"); err != nil {
 		return nil, err
 	}
 	id, err := checkID(in.ID)
 	if err != nil {
 		return nil, err
+	}
+	if in.At != "" {
+		return r.getAt(ctx, id, in.At)
 	}
 	var rec record
 	err = r.s.store.InRequest(ctx, requestOf(ctx, ""), []store.Statement{stmt(r.t.Get(id))},
@@ -282,6 +289,9 @@ func (r *records) get(ctx context.Context, in *idIn) (*recordOut, error) {
 
 func (r *records) patch(ctx context.Context, in *patchIn) (*recordOut, error) {
 	if err := r.allow(ctx, "update"); err != nil {
+		return nil, err
+	}
+	if err := r.needReason("update", in.Reason, "header.X-Velocity-Reason"); err != nil {
 		return nil, err
 	}
 	id, err := checkID(in.ID)
@@ -330,6 +340,9 @@ func (r *records) patch(ctx context.Context, in *patchIn) (*recordOut, error) {
 
 func (r *records) delete(ctx context.Context, in *deleteIn) (*deleteOut, error) {
 	if err := r.allow(ctx, "delete"); err != nil {
+		return nil, err
+	}
+	if err := r.needReason("delete", in.Reason, "header.X-Velocity-Reason"); err != nil {
 		return nil, err
 	}
 	id, err := checkID(in.ID)

@@ -14,6 +14,7 @@ import (
 // (acme.shop.sales.orders, acme.shop.sales.orders.create, ...).
 type recordSchemas struct {
 	record, create, patch, list, query string // $ref targets
+	extra                              []string // names of the object's other components
 }
 
 // typeName is the component name of an object: its key, org.app.domain.object. The parts
@@ -26,6 +27,7 @@ func (r recordSchemas) names() []string {
 	for _, ref := range []string{r.record, r.create, r.patch, r.list, r.query} {
 		out = append(out, strings.TrimPrefix(ref, "#/components/schemas/"))
 	}
+	out = append(out, r.extra...)
 	return out
 }
 
