@@ -147,7 +147,7 @@ func registerHistory(api huma.API, r *records, refs *recordSchemas) []string {
 	event, diff := registerHistorySchemas(api, r.t, refs)
 	huma.Register(api, huma.Operation{
 		OperationID: "history-" + opID, Method: http.MethodGet, Path: r.path + "/{id}/history", Tags: tag,
-		Summary: "Events of a " + r.t.Spec.Object + " record, newest first (needs read and history)",
+		Summary:   "Events of a " + r.t.Spec.Object + " record, newest first (needs read and history)",
 		Responses: map[string]*huma.Response{"200": jsonResponse("A page of events.", event+".page")},
 		Errors:    []int{400, 401, 403, 404},
 	}, r.history)

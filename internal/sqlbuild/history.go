@@ -152,7 +152,7 @@ func (t *Table) RestoreInsert(id string, at any, eventID, version int64, present
 	}
 	src[1] = "$4::integer"
 	return Statement{
-		SQL: fmt.Sprintf("INSERT INTO %s (%s) SELECT %s %s", t.table, strings.Join(cols, ", "), strings.Join(src, ", "), t.imageSource()),
+		SQL:  fmt.Sprintf("INSERT INTO %s (%s) SELECT %s %s", t.table, strings.Join(cols, ", "), strings.Join(src, ", "), t.imageSource()),
 		Args: []any{id, at, eventID, version},
 	}
 }
