@@ -87,6 +87,7 @@ type harness struct {
 	stop      context.CancelFunc // ends the API's schema listener
 	client    *http.Client
 	apiKey    string
+	baseURL   string // the API's http://host:port
 	recordURL string // POST here; GET recordURL/{id}
 	table     *sqlbuild.Table
 	record    sqlbuild.Values // recordBody, checked as the API checks it
@@ -129,18 +130,9 @@ func startHarness(ctx context.Context, log *slog.Logger) (h *harness, err error)
 		return h, err
 	}
 
-	def, err := schemadef.Parse([]byte(ordersDefinition))
-	if err != nil {
+	if h.table, err = h.applyOrders(ctx, "bench"); err != nil {
 		return h, err
 	}
-	def.Normalize()
-	if err := def.Validate(); err != nil {
-		return h, err
-	}
-	if _, err := h.store.ApplySchema(ctx, def, false, "bench"); err != nil {
-		return h, err
-	}
-	h.table = sqlbuild.NewTable(def.Spec)
 	var body map[string]json.RawMessage
 	if err := json.Unmarshal(recordBody, &body); err != nil {
 		return h, err
@@ -161,6 +153,24 @@ func startHarness(ctx context.Context, log *slog.Logger) (h *harness, err error)
 	}
 	h.apiKey = key.Secret
 	return h, h.serve(ctx, log)
+}
+
+// applyOrders applies the benchmarked definition under org and returns its builder.
+func (h *harness) applyOrders(ctx context.Context, org string) (*sqlbuild.Table, error) {
+	def, err := schemadef.Parse([]byte(ordersDefinition))
+	if err != nil {
+		return nil, err
+	}
+	def.Normalize()
+	def.Metadata.Name = org + "-orders"
+	def.Spec.Org = org
+	if err := def.Validate(); err != nil {
+		return nil, err
+	}
+	if _, err := h.store.ApplySchema(ctx, def, false, "bench"); err != nil {
+		return nil, fmt.Errorf("apply %s: %w", def.Metadata.Name, err)
+	}
+	return sqlbuild.NewTable(def.Spec), nil
 }
 
 // prepare bootstraps the owner role and database and migrates them, as `velocity dev` does.
@@ -214,7 +224,8 @@ func (h *harness) serve(ctx context.Context, log *slog.Logger) error {
 		IdleConnTimeout:     time.Minute,
 		DisableCompression:  true,
 	}}
-	h.recordURL = "http://" + ln.Addr().String() + h.table.Spec.Path()
+	h.baseURL = "http://" + ln.Addr().String()
+	h.recordURL = h.baseURL + h.table.Spec.Path()
 	return nil
 }
 

@@ -41,6 +41,8 @@ type config struct {
 	clients          []int
 	json             bool
 	cpuProfile       string
+	history          bool
+	snapshotRecords  int
 }
 
 // benchCase is one operation as Velocity serves it and as the baseline runs it.
@@ -69,6 +71,8 @@ type goal struct {
 	Ratio    float64 `json:"ratio"`
 	CPURatio float64 `json:"cpu_ratio"`
 	Met      bool    `json:"met"`
+	// Below marks a goal on a figure that must stay under Want (a latency in ms).
+	Below bool `json:"below,omitempty"`
 }
 
 // floor is the HTTP floor at one client count: the same client reading a stored read
@@ -83,10 +87,11 @@ type floor struct {
 
 // report is the whole output; -json prints it as is.
 type report struct {
-	Setup   []string `json:"setup"`
-	Results []result `json:"results"`
-	Floors  []floor  `json:"http_floor"`
-	Goals   []goal   `json:"goals"`
+	Setup   []string       `json:"setup"`
+	Results []result       `json:"results"`
+	Floors  []floor        `json:"http_floor"`
+	History *historyReport `json:"history,omitempty"`
+	Goals   []goal         `json:"goals"`
 }
 
 func main() {
@@ -97,6 +102,8 @@ func main() {
 	flag.StringVar(&clients, "clients", clients, "comma-separated concurrent client counts")
 	flag.BoolVar(&cfg.json, "json", false, "print the results as JSON")
 	flag.StringVar(&cfg.cpuProfile, "cpuprofile", "", "write a CPU profile of the tests to `file` (labels: side, case, clients)")
+	flag.BoolVar(&cfg.history, "history", true, "also measure the time machine: history write cost, point-in-time reads, snapshots")
+	flag.IntVar(&cfg.snapshotRecords, "snapshot-records", 1000000, "records in the snapshot test (0 skips it)")
 	flag.Parse()
 	for _, s := range strings.Split(clients, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(s))
@@ -175,6 +182,11 @@ func run(ctx context.Context, cfg config, out io.Writer) error {
 		}
 		rep.Floors = append(rep.Floors, f)
 	}
+	if cfg.history {
+		if rep.History, err = runHistory(ctx, h, cfg); err != nil {
+			return err
+		}
+	}
 	rep.Goals = []goal{}
 	for _, g := range goals {
 		i := slices.IndexFunc(rep.Results, func(r result) bool { return r.Case == g.Case && r.Clients == g.Clients })
@@ -184,6 +196,9 @@ func run(ctx context.Context, cfg config, out io.Writer) error {
 		g.Ratio, g.CPURatio = rep.Results[i].Ratio, rep.Results[i].CPURatio
 		g.Met = g.Ratio >= g.Want
 		rep.Goals = append(rep.Goals, g)
+	}
+	if rep.History != nil {
+		rep.Goals = append(rep.Goals, rep.History.goals()...)
 	}
 	if cfg.json {
 		enc := json.NewEncoder(out)
@@ -279,6 +294,11 @@ func (rep report) print(out io.Writer) error {
 			return err
 		}
 	}
+	if rep.History != nil {
+		if err := rep.History.print(out); err != nil {
+			return err
+		}
+	}
 	if noise := rep.noise(); noise > 0.2 {
 		fmt.Fprintf(out, "warning: other processes used up to %.1f of the %d cores during a test; ops/s are noisy, cpu/op much less\n", noise, runtime.NumCPU())
 	}
@@ -291,6 +311,10 @@ func (rep report) print(out io.Writer) error {
 		mark := "BELOW"
 		if g.Met {
 			mark = "PASS"
+		}
+		if g.Below {
+			fmt.Fprintf(out, "  %-5s %s: %.2f\n", mark, g.Case, g.Ratio)
+			continue
 		}
 		fmt.Fprintf(out, "  %-5s %-6s at %d clients: %.2fx (cpu ratio %.2fx), want >= %.2fx\n", mark, g.Case, g.Clients, g.Ratio, g.CPURatio, g.Want)
 	}
