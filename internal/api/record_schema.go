@@ -13,7 +13,7 @@ import (
 // recordSchemas are the OpenAPI components of one object, registered under its key
 // (acme.shop.sales.orders, acme.shop.sales.orders.create, ...).
 type recordSchemas struct {
-	record, create, patch, list, query string // $ref targets
+	record, create, patch, list, query string   // $ref targets
 	extra                              []string // names of the object's other components
 }
 

@@ -34,8 +34,8 @@ type Names struct {
 func NamesOf(s Spec) Names {
 	table := s.Domain + "__" + s.Object
 	return Names{
-		Schema:  s.Org + "__" + s.App,
-		Table:   table,
+		Schema:         s.Org + "__" + s.App,
+		Table:          table,
 		History:        table + "__history",
 		HistoryDefault: table + "__history_default",
 		HistoryWriter:  table + "__history_write",
