@@ -195,12 +195,15 @@ func newRoot(stdout, stderr io.Writer, getenv func(string) string) *cobra.Comman
 	root.AddCommand(
 		newMigrateCmd(g),
 		newSchemaCmd(g),
+		newHistoryCmd(g),
+		newRestoreCmd(g),
 		newAPIKeyCmd(g),
 		newGrantCmd(g),
 		newRevokeCmd(g),
 		newRoleCmd(g),
 		newDevCmd(g),
 		newServeCmd(g),
+		newWorkerCmd(g),
 	)
 	for _, c := range root.Commands() {
 		rejectUnknownSubcommands(c)

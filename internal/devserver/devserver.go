@@ -1,6 +1,6 @@
 // Package devserver is `velocity dev`: an embedded Postgres started from the machine's
 // installed binaries in a data folder kept between runs, the platform migrations, a
-// bootstrap admin key, and the API, all in one process.
+// bootstrap admin key, the API and the job worker, all in one process.
 package devserver
 
 import (
@@ -24,6 +24,7 @@ import (
 	"github.com/velocitydev/velocity/internal/api"
 	"github.com/velocitydev/velocity/internal/pgcluster"
 	"github.com/velocitydev/velocity/internal/store"
+	"github.com/velocitydev/velocity/workers"
 )
 
 // Options configure the dev server.
@@ -47,11 +48,14 @@ type Credentials struct {
 type secrets struct {
 	OwnerPassword         string `json:"owner_password"`
 	AuthenticatorPassword string `json:"authenticator_password"`
+	// WorkerPassword lets `velocity worker` run beside a dev server over TCP; the in-process
+	// worker uses the trusted socket. Data folders made before it existed get one on start.
+	WorkerPassword string `json:"worker_password"`
 }
 
 const database = "velocity"
 
-// Run serves until ctx ends, then stops the API and Postgres.
+// Run serves until ctx ends, then stops the API, the worker and Postgres.
 func Run(ctx context.Context, opts Options) error {
 	if opts.Listen == "" {
 		opts.Listen = "127.0.0.1:8080"
@@ -121,6 +125,28 @@ func Run(ctx context.Context, opts Options) error {
 		return err
 	}
 
+	// The worker logs in as velocity_worker, as it does in a deployment, so jobs that work
+	// here have the rights they will have there.
+	jobs, err := store.OpenJobs(ctx, cluster.DSN(store.WorkerRole, database), workers.DefaultMaxWorkers+4)
+	if err != nil {
+		return err
+	}
+	defer jobs.Close()
+	runner, err := workers.NewRunner(jobs, workers.Config{Logger: opts.Logger})
+	if err != nil {
+		return err
+	}
+	if err := runner.Start(ctx); err != nil {
+		return err
+	}
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := runner.Stop(sctx); err != nil {
+			opts.Logger.Warn("stop worker", "err", err)
+		}
+	}()
+
 	// Locally, the docs page shows every object; a deployment shows each caller its own.
 	server, err := api.New(ctx, st, api.Config{Logger: opts.Logger, PublicOpenAPI: true})
 	if err != nil {
@@ -149,8 +175,8 @@ func Run(ctx context.Context, opts Options) error {
 	return httpServer.Shutdown(sctx)
 }
 
-// prepare bootstraps the owner role and database, migrates, and sets the authenticator's
-// password. It is idempotent, so every start runs it.
+// prepare bootstraps the owner role and database, migrates, and sets the passwords of the
+// authenticator and the worker. It is idempotent, so every start runs it.
 func prepare(ctx context.Context, c *pgcluster.Cluster, sec secrets) error {
 	super, err := pgx.Connect(ctx, c.SuperuserDSN("postgres"))
 	if err != nil {
@@ -168,7 +194,10 @@ func prepare(ctx context.Context, c *pgcluster.Cluster, sec secrets) error {
 	if err := store.Migrate(ctx, owner); err != nil {
 		return err
 	}
-	return store.SetLoginPassword(ctx, owner, store.AuthenticatorRole, sec.AuthenticatorPassword)
+	if err := store.SetLoginPassword(ctx, owner, store.AuthenticatorRole, sec.AuthenticatorPassword); err != nil {
+		return err
+	}
+	return store.SetLoginPassword(ctx, owner, store.WorkerRole, sec.WorkerPassword)
 }
 
 // socketDir keeps the unix socket path under the kernel's ~107-byte limit.
@@ -188,13 +217,17 @@ func loadSecrets(path string) (secrets, error) {
 		if err := json.Unmarshal(data, &s); err != nil {
 			return s, fmt.Errorf("%s: %w", path, err)
 		}
+		if s.WorkerPassword == "" {
+			s.WorkerPassword = randomHex(24)
+			return s, writeJSON(path, s)
+		}
 		return s, nil
 	}
 	if !errors.Is(err, os.ErrNotExist) {
 		return s, err
 	}
 	// Hex passwords need no quoting anywhere they are used.
-	s = secrets{OwnerPassword: randomHex(24), AuthenticatorPassword: randomHex(24)}
+	s = secrets{OwnerPassword: randomHex(24), AuthenticatorPassword: randomHex(24), WorkerPassword: randomHex(24)}
 	return s, writeJSON(path, s)
 }
 

@@ -103,6 +103,15 @@ func TestDevServerKeepsDataAcrossRuns(t *testing.T) {
 	var user string
 	require.NoError(t, conn.QueryRow(context.Background(), "SELECT current_user").Scan(&user))
 	require.Equal(t, "velocity_owner", user)
+
+	// The worker runs in-process as velocity_worker: the partition job ran when it started.
+	require.Eventually(t, func() bool {
+		var n int
+		err := conn.QueryRow(context.Background(), `SELECT count(*) FROM velocity.river_job WHERE kind = 'history_partitions' AND state = 'completed'`).Scan(&n)
+		return err == nil && n > 0
+	}, 30*time.Second, 50*time.Millisecond)
+	require.NoError(t, conn.QueryRow(context.Background(), `SELECT usename FROM pg_stat_activity WHERE application_name = 'velocity-worker' LIMIT 1`).Scan(&user))
+	require.Equal(t, "velocity_worker", user)
 	require.NoError(t, conn.Close(context.Background()))
 
 	// A BI login's password is set from a SCRAM verifier made by the API and works over TCP.
@@ -122,10 +131,31 @@ func TestDevServerKeepsDataAcrossRuns(t *testing.T) {
 	require.ErrorContains(t, err, "password authentication failed")
 	first.stop()
 
+	// A data folder from before the worker had a password still starts, and gets one.
+	secretsPath := filepath.Join(dir, "secrets.json")
+	raw, err = os.ReadFile(secretsPath)
+	require.NoError(t, err)
+	var sec map[string]string
+	require.NoError(t, json.Unmarshal(raw, &sec))
+	require.NotEmpty(t, sec["worker_password"])
+	delete(sec, "worker_password")
+	raw, err = json.Marshal(sec)
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(secretsPath, raw, 0o600))
+
 	second := start(t, dir, apiPort, pgPort)
 	defer second.stop()
 	require.False(t, second.newKey, "the key is printed once")
 	require.Equal(t, first.creds.APIKey, second.creds.APIKey)
+	raw, err = os.ReadFile(secretsPath)
+	require.NoError(t, err)
+	require.NoError(t, json.Unmarshal(raw, &sec))
+	require.NotEmpty(t, sec["worker_password"])
+	// The worker's password works over TCP, for a `velocity worker` run beside the dev server.
+	u.User = url.UserPassword("velocity_worker", sec["worker_password"])
+	wconn, err := pgx.Connect(context.Background(), u.String())
+	require.NoError(t, err)
+	require.NoError(t, wconn.Close(context.Background()))
 	req, err := http.NewRequest("GET", second.creds.APIURL+"/acme/shop/sales/orders", nil)
 	require.NoError(t, err)
 	req.Header.Set("X-API-Key", second.creds.APIKey)

@@ -3,16 +3,26 @@ package store
 import (
 	"context"
 	"fmt"
+	"log/slog"
+	"os"
 	"strings"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/jackc/tern/v2/migrate"
+	"github.com/riverqueue/river/riverdriver/riverpgxv5"
+	"github.com/riverqueue/river/rivermigrate"
 
 	velocitysql "github.com/velocitydev/velocity/sql"
 )
 
 // MigrationTable is where tern records the platform's migration version.
 const MigrationTable = "velocity.schema_migrations"
+
+// RiverSchema holds River's tables (river_job, river_leader, river_queue, river_migration …)
+// beside the platform's own, so one schema holds everything Velocity keeps about itself and no
+// user schema (org__app) can collide with them. River clients must use the same schema.
+const RiverSchema = "velocity"
 
 // OwnerRole owns every Velocity object. It is not a superuser; it needs CREATEROLE to make
 // the group roles and BI logins that definitions and grants ask for (ADR-007).
@@ -52,7 +62,9 @@ func Bootstrap(ctx context.Context, super *pgx.Conn, database, password string) 
 	return nil
 }
 
-// Migrate applies the platform migrations on conn, which must be the owner role.
+// Migrate applies the platform migrations on conn, which must be the owner role: first tern's
+// (sql/migrations), then River's, up to the latest version this binary bundles, in RiverSchema,
+// then the grants River's tables need. It is idempotent.
 func Migrate(ctx context.Context, conn *pgx.Conn) error {
 	if _, err := conn.Exec(ctx, "CREATE SCHEMA IF NOT EXISTS velocity"); err != nil {
 		return fmt.Errorf("migrate: create schema: %w", err)
@@ -67,6 +79,66 @@ func Migrate(ctx context.Context, conn *pgx.Conn) error {
 	if err := m.Migrate(ctx); err != nil {
 		return fmt.Errorf("migrate: %w", err)
 	}
+	return migrateRiver(ctx, conn)
+}
+
+// riverGrants gives the worker what River's client does with its tables (fetch, complete and
+// clean jobs, elect a leader, record queues, check the migration version), and the API what
+// inserting a job inside a request transaction needs: INSERT, SELECT for its RETURNING, and
+// UPDATE of kind for the ON CONFLICT DO UPDATE of unique jobs. The enum type and the
+// river_job_state_in_bitmask function keep Postgres's default PUBLIC usage.
+//
+// These run here, after River's migrations, and not in a tern migration: tern runs first, when
+// on a new database River's tables do not exist yet, and GRANT is idempotent, so repeating it
+// on every Migrate also covers tables a later River version recreates.
+const riverGrants = `
+GRANT SELECT, INSERT, UPDATE, DELETE ON velocity.river_job, velocity.river_leader, velocity.river_queue TO velocity_worker;
+GRANT SELECT ON velocity.river_migration TO velocity_worker;
+GRANT USAGE ON SEQUENCE velocity.river_job_id_seq TO velocity_worker;
+GRANT SELECT, INSERT, UPDATE (kind) ON velocity.river_job TO velocity_api;
+GRANT USAGE ON SEQUENCE velocity.river_job_id_seq TO velocity_api;`
+
+// migrateRiver runs River's migrations and grants. rivermigrate needs a driver on a pool, so
+// it gets a one-connection pool logged in the way conn is (as the owner). An advisory lock on
+// conn makes concurrent Migrate calls (replicas starting together) take turns, as tern's own
+// lock does for its part.
+func migrateRiver(ctx context.Context, conn *pgx.Conn) error {
+	const lock = "SELECT pg_advisory_lock(hashtextextended('velocity.river_migrate', 0))"
+	if _, err := conn.Exec(ctx, lock); err != nil {
+		return fmt.Errorf("migrate river: lock: %w", err)
+	}
+	defer func() {
+		// A failed unlock leaves the lock to end with the session, which the caller closes.
+		_, _ = conn.Exec(context.WithoutCancel(ctx), "SELECT pg_advisory_unlock(hashtextextended('velocity.river_migrate', 0))")
+	}()
+
+	cfg, err := pgxpool.ParseConfig("")
+	if err != nil {
+		return fmt.Errorf("migrate river: %w", err)
+	}
+	cfg.ConnConfig = conn.Config()
+	cfg.MaxConns = 1
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return fmt.Errorf("migrate river: connect: %w", err)
+	}
+	// Closed before returning: a template database (pgtest) must have no sessions left.
+	defer pool.Close()
+
+	migrator, err := rivermigrate.New(riverpgxv5.New(pool), &rivermigrate.Config{
+		Schema: RiverSchema,
+		// River logs each applied version at info; only its warnings matter here.
+		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
+	})
+	if err != nil {
+		return fmt.Errorf("migrate river: %w", err)
+	}
+	if _, err := migrator.Migrate(ctx, rivermigrate.DirectionUp, nil); err != nil {
+		return fmt.Errorf("migrate river: %w", err)
+	}
+	if _, err := conn.Exec(ctx, riverGrants); err != nil {
+		return fmt.Errorf("migrate river: grants: %w", err)
+	}
 	return nil
 }
 
@@ -77,7 +149,7 @@ func RenderMigrations() (string, error) { return velocitysql.Render() }
 // a SCRAM verifier, so the password itself never reaches the server. conn must be the owner,
 // which created those roles.
 func SetLoginPassword(ctx context.Context, conn *pgx.Conn, role, password string) error {
-	if role != AuthenticatorRole && role != "velocity_worker" {
+	if role != AuthenticatorRole && role != WorkerRole {
 		return fmt.Errorf("set password: %s is not a platform login", role)
 	}
 	verifier, err := scramVerifier(password)

@@ -1,0 +1,45 @@
+// Package workers holds Velocity's background jobs, one River JobArgs and Worker pair per file,
+// and the Runner that works them on a River client as the velocity_worker login.
+package workers
+
+import (
+	"log/slog"
+	"time"
+
+	"github.com/riverqueue/river"
+
+	"github.com/velocitydev/velocity/internal/store"
+)
+
+// Deps are what the workers need.
+type Deps struct {
+	Jobs   *store.Jobs
+	Logger *slog.Logger
+	// Now is the clock of jobs that act on the current time; nil means time.Now. Tests set it
+	// to cross month boundaries.
+	Now func() time.Time
+}
+
+func (d Deps) now() time.Time {
+	if d.Now == nil {
+		return time.Now()
+	}
+	return d.Now()
+}
+
+func (d Deps) logger() *slog.Logger {
+	if d.Logger == nil {
+		return slog.Default()
+	}
+	return d.Logger
+}
+
+// AddWorkers registers every job kind's worker on w.
+func AddWorkers(w *river.Workers, deps Deps) error {
+	return river.AddWorkerSafely(w, &HistoryPartitionsWorker{Deps: deps})
+}
+
+// PeriodicJobs are the jobs the River leader inserts on a schedule.
+func PeriodicJobs() []*river.PeriodicJob {
+	return []*river.PeriodicJob{historyPartitionsPeriodic()}
+}
