@@ -282,6 +282,8 @@ func (r *records) stream(hctx huma.Context, req store.Request, pos eventCursor, 
 		select {
 		case <-ctx.Done():
 			return
+		case <-r.s.closing:
+			return
 		case <-time.After(pace.Poll):
 		}
 	}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/url"
@@ -434,4 +435,36 @@ func TestEventsOutliveServerTimeouts(t *testing.T) {
 	id := e.createOrder("late@example.com")
 	got, _ := s.records(1)
 	require.Equal(t, []string{id}, got)
+}
+
+// A graceful shutdown ends open streams instead of waiting for their clients.
+func TestEventsEndOnShutdown(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, api.Config{})
+	e.apply("testdata/orders.yaml")
+	hs := api.NewHTTPServer("", e.server)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	go func() { _ = hs.Serve(ln) }()
+	t.Cleanup(func() { _ = hs.Close() })
+
+	req, err := http.NewRequest("GET", "http://"+ln.Addr().String()+ordersPath+"/events", nil)
+	require.NoError(t, err)
+	req.Header.Set("X-API-Key", e.admin)
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	first := make([]byte, 4)
+	_, err = io.ReadFull(resp.Body, first)
+	require.NoError(t, err)
+	require.Equal(t, "id: ", string(first))
+
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	start := time.Now()
+	require.NoError(t, hs.Shutdown(ctx))
+	require.Less(t, time.Since(start), 5*time.Second, "shutdown waited for the stream")
+	_, err = io.ReadAll(resp.Body)
+	require.NoError(t, err, "the stream ends cleanly")
 }

@@ -45,7 +45,16 @@ type Server struct {
 	routes   atomic.Pointer[routes]
 	reloadMu sync.Mutex
 	version  atomic.Int64 // bumps on each rebuild, for tests and /readyz
+
+	// closing is closed by CloseStreams: long-lived responses (event streams) end on it.
+	closing   chan struct{}
+	closeOnce sync.Once
 }
+
+// CloseStreams ends every open event stream, so a graceful shutdown does not wait for
+// clients that never leave; they reconnect elsewhere with Last-Event-ID. NewHTTPServer
+// calls it when the server shuts down.
+func (s *Server) CloseStreams() { s.closeOnce.Do(func() { close(s.closing) }) }
 
 // New builds a server over the live schema set.
 func New(ctx context.Context, st *store.Store, cfg Config) (*Server, error) {
@@ -55,7 +64,7 @@ func New(ctx context.Context, st *store.Store, cfg Config) (*Server, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	s := &Server{store: st, cfg: cfg, log: cfg.Logger, apiKeys: auth.NewAPIKeys(st, cfg.KeyCacheTTL)}
+	s := &Server{store: st, cfg: cfg, log: cfg.Logger, apiKeys: auth.NewAPIKeys(st, cfg.KeyCacheTTL), closing: make(chan struct{})}
 	if err := s.Reload(ctx); err != nil {
 		return nil, err
 	}
@@ -249,7 +258,7 @@ func registerHealth(api huma.API, s *Server) {
 // NewHTTPServer is the http.Server every Velocity process serves the API with: a slow or
 // stalled client cannot hold a connection, or a request's database transaction, forever.
 func NewHTTPServer(addr string, h http.Handler) *http.Server {
-	return &http.Server{
+	hs := &http.Server{
 		Addr:              addr,
 		Handler:           h,
 		ReadHeaderTimeout: 10 * time.Second,
@@ -258,4 +267,8 @@ func NewHTTPServer(addr string, h http.Handler) *http.Server {
 		IdleTimeout:       120 * time.Second,
 		MaxHeaderBytes:    64 << 10,
 	}
+	if s, ok := h.(*Server); ok {
+		hs.RegisterOnShutdown(s.CloseStreams)
+	}
+	return hs
 }
