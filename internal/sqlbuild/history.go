@@ -3,8 +3,6 @@ package sqlbuild
 import (
 	"fmt"
 	"strings"
-
-	"github.com/velocitydev/velocity/internal/schemadef"
 )
 
 // History is the SQL over one table's history (schemadef.Names.History). Every read runs as
@@ -13,18 +11,9 @@ func (t *Table) History() string { return Qualified(t.Names.Schema, t.Names.Hist
 
 // HistoryImage is the SQL expression that turns the image column of history row alias into
 // a record of the current definition (jsonb): system fields and current fields, null for a
-// field the image lacks and for every history.redact field.
-func (t *Table) HistoryImage(alias string) string {
-	fields := append([]string{}, schemadef.SystemFields...)
-	for _, f := range t.Spec.Fields {
-		fields = append(fields, f.Name)
-	}
-	redacted := "'{}'::text[]"
-	if len(t.Spec.History.Redact) > 0 {
-		redacted = "ARRAY[" + LiteralList(t.Spec.History.Redact) + "]::text[]"
-	}
-	return fmt.Sprintf("velocity.history_image(%s.image, ARRAY[%s]::text[], %s)", alias, LiteralList(fields), redacted)
-}
+// field the image lacks (added since) and for every history.redact field, whose stored value
+// is only a keyed hash.
+func (t *Table) HistoryImage(alias string) string { return t.imageRecord(alias) }
 
 // historyEventColumns are the columns of one event as the API shows it, from alias h.
 func (t *Table) historyEventColumns() string {

@@ -64,11 +64,13 @@ func (t *Table) snapshotFields() []schemadef.Field {
 
 // snapshotValue is the jsonb of field f in history image s.image: SQL NULL where the image
 // lacks it and for a history.redact field, as in HistoryImage.
-func (t *Table) snapshotValue(f schemadef.Field) string {
+func (t *Table) snapshotValue(f schemadef.Field) string { return t.imageValue("s", f) }
+
+func (t *Table) imageValue(alias string, f schemadef.Field) string {
 	if t.redacted(f) {
 		return "NULL::jsonb"
 	}
-	return "s.image -> " + Literal(f.Name)
+	return alias + ".image -> " + Literal(f.Name)
 }
 
 // redacted reports whether history keeps only a keyed hash of f, which no read shows.
@@ -79,15 +81,15 @@ func (t *Table) redacted(f schemadef.Field) bool {
 // maxBuildPairs keeps each jsonb_build_object call within Postgres's 100 arguments.
 const maxBuildPairs = 50
 
-// snapshotImage makes the same record as HistoryImage("s"): every current field, null where
-// the image lacks it or the field is redacted. It decides how long a snapshot of a million
-// records takes, so it avoids velocity.history_image's aggregate over unnest, several times
-// dearer per record:
+// imageRecord is HistoryImage: every current field of alias.image, null where the image lacks
+// it or the field is redacted. It decides how long a snapshot of a million records takes, so
+// it avoids an aggregate over unnest (several times dearer per record):
 //   - an image with exactly the current fields (any written since the definition last changed
 //     its fields) is the record already, redacted fields aside: it is taken as it is;
 //   - any other image is rebuilt with jsonb_build_object, in one call per 50 fields joined
 //     with || for a wide definition.
-func (t *Table) snapshotImage() string {
+func (t *Table) imageRecord(alias string) string {
+	img := alias + ".image"
 	fields := t.snapshotFields()
 	names := make([]string, len(fields))
 	var redacted []string
@@ -97,9 +99,9 @@ func (t *Table) snapshotImage() string {
 			redacted = append(redacted, Literal(f.Name)+", NULL::jsonb")
 		}
 	}
-	same := "s.image"
+	same := img
 	if len(redacted) > 0 {
-		same = "s.image || jsonb_build_object(" + strings.Join(redacted, ", ") + ")"
+		same = img + " || jsonb_build_object(" + strings.Join(redacted, ", ") + ")"
 	}
 	keys := "ARRAY[" + LiteralList(names) + "]::text[]"
 	var parts []string
@@ -107,12 +109,12 @@ func (t *Table) snapshotImage() string {
 		chunk := fields[start:min(start+maxBuildPairs, len(fields))]
 		args := make([]string, 0, 2*len(chunk))
 		for _, f := range chunk {
-			args = append(args, Literal(f.Name), t.snapshotValue(f))
+			args = append(args, Literal(f.Name), t.imageValue(alias, f))
 		}
 		parts = append(parts, "jsonb_build_object("+strings.Join(args, ", ")+")")
 	}
-	return fmt.Sprintf("CASE WHEN s.image ?& %s AND s.image - %s = '{}'::jsonb THEN %s ELSE %s END",
-		keys, keys, same, strings.Join(parts, " || "))
+	return fmt.Sprintf("CASE WHEN %s ?& %s AND %s - %s = '{}'::jsonb THEN %s ELSE %s END",
+		img, keys, img, keys, same, strings.Join(parts, " || "))
 }
 
 // SnapshotJSON streams every record as it was at `at` (a time.Time, or nil for now): one row
@@ -120,7 +122,7 @@ func (t *Table) snapshotImage() string {
 // history table, so its RLS policy applies: a caller without "read" and "history" gets no
 // rows. Queue SnapshotSettings before it.
 func (t *Table) SnapshotJSON(at any) Statement {
-	return Statement{SQL: "SELECT (" + t.snapshotImage() + ")::text FROM " + t.snapshotFrom(), Args: []any{at}}
+	return Statement{SQL: "SELECT (" + t.imageRecord("s") + ")::text FROM " + t.snapshotFrom(), Args: []any{at}}
 }
 
 // SnapshotColumns is SnapshotJSON with one text column per field, the system fields

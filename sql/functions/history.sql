@@ -132,13 +132,3 @@ BEGIN
 END
 $$;
 
--- velocity.history_image(image, fields, redacted): a history image as a record of the current
--- definition: exactly the given fields, in any order, null where the image lacks one (added
--- since) and for redacted fields, whose stored value is only a keyed hash.
-CREATE OR REPLACE FUNCTION velocity.history_image(image jsonb, fields text[], redacted text[]) RETURNS jsonb
-LANGUAGE sql IMMUTABLE PARALLEL SAFE
-SET search_path = pg_catalog, pg_temp
-AS $$
-  SELECT coalesce(jsonb_object_agg(f, CASE WHEN f = ANY (redacted) THEN 'null'::jsonb ELSE coalesce(image -> f, 'null'::jsonb) END), '{}'::jsonb)
-    FROM unnest(fields) AS f
-$$;
