@@ -155,7 +155,7 @@ func runHistory(ctx context.Context, h *harness, cfg config) (*historyReport, er
 		}
 		for _, format := range []string{"ndjson", "parquet"} {
 			progress("snapshot: " + format)
-			run, err := h.snapshot(ctx, h.baseURL+snap.Spec.Path()+"/snapshot?format="+format)
+			run, err := h.snapshot(ctx, h.baseURL+snap.Spec.Path()+"/snapshot?format="+format, cfg.snapshotRecords)
 			if err != nil {
 				return nil, err
 			}
@@ -254,9 +254,9 @@ func fillHistory(ctx context.Context, super *pgxpool.Pool, t *sqlbuild.Table, n 
 		_, err := super.Exec(ctx, `INSERT INTO `+t.History()+` (event_id, xid, at, record_id, op, version, actor, image)
 			SELECT nextval('velocity.event_seq'), pg_current_xact_id(), now() - interval '1 hour', r.id, 'INSERT', 1, 'bench',
 			       jsonb_build_object('id', r.id, 'version', 1, 'created_at', now() - interval '1 hour', 'updated_at', now() - interval '1 hour',
-			         'created_by', 'bench', 'updated_by', 'bench', 'customer_email', 'buyer' || i || '@example.com',
-			         'status', 'paid', 'total', 129.90, 'quantity', i % 100)
-			  FROM generate_series($1::integer, $2::integer) i, LATERAL (SELECT gen_random_uuid() AS id) r`, done+1, done+k)
+			         'created_by', 'bench', 'updated_by', 'bench', 'customer_email', 'buyer' || r.i || '@example.com',
+			         'status', 'paid', 'total', 129.90, 'quantity', r.i % 100)
+			  FROM (SELECT i, gen_random_uuid() AS id FROM generate_series($1::integer, $2::integer) i) r`, done+1, done+k)
 		if err != nil {
 			return fmt.Errorf("fill history: %w", err)
 		}
@@ -267,7 +267,7 @@ func fillHistory(ctx context.Context, super *pgxpool.Pool, t *sqlbuild.Table, n 
 
 // snapshot downloads one snapshot, counting its bytes, and measures this process's peak RSS
 // while it streams.
-func (h *harness) snapshot(ctx context.Context, u string) (snapshotRun, error) {
+func (h *harness) snapshot(ctx context.Context, u string, want int) (snapshotRun, error) {
 	var run snapshotRun
 	runtime.GC()
 	// Writing 5 to clear_refs resets the VmHWM high-water mark (Linux 4.0+).
@@ -291,14 +291,26 @@ func (h *harness) snapshot(ctx context.Context, u string) (snapshotRun, error) {
 		body, _ := io.ReadAll(io.LimitReader(resp.Body, 2048))
 		return run, fmt.Errorf("snapshot: status %d: %s", resp.StatusCode, body)
 	}
-	n, err := io.Copy(io.Discard, resp.Body)
+	lines := &lineCounter{}
+	n, err := io.Copy(lines, resp.Body)
 	if err != nil {
 		return run, fmt.Errorf("snapshot: after %d bytes: %w", n, err)
+	}
+	if strings.Contains(u, "format=ndjson") && lines.n != want {
+		return run, fmt.Errorf("snapshot: %d records, want %d", lines.n, want)
 	}
 	run.Seconds = time.Since(start).Seconds()
 	run.Bytes = n
 	run.PeakRSSMiB = procStatusMiB("VmHWM")
 	return run, nil
+}
+
+// lineCounter counts the lines written to it: the records of an NDJSON stream.
+type lineCounter struct{ n int }
+
+func (c *lineCounter) Write(p []byte) (int, error) {
+	c.n += bytes.Count(p, []byte{'\n'})
+	return len(p), nil
 }
 
 // procStatusMiB reads a kB field of /proc/self/status in MiB (0 when it cannot).
@@ -347,7 +359,7 @@ func (r *historyReport) print(out io.Writer) error {
 		tw = tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
 		fmt.Fprintln(tw, "format\trecords\tseconds\trecords/s\tMiB sent\tRSS before MiB\tpeak RSS MiB\t")
 		for _, s := range r.Snapshots {
-			fmt.Fprintf(tw, "%s\t%d\t%.1f\t%.0f\t%.0f\t%.0f\t%.0f\t\n", s.Format, s.Records, s.Seconds, float64(s.Records)/s.Seconds,
+			fmt.Fprintf(tw, "%s\t%d\t%.1f\t%.0f\t%.1f\t%.0f\t%.0f\t\n", s.Format, s.Records, s.Seconds, float64(s.Records)/s.Seconds,
 				float64(s.Bytes)/(1<<20), s.BaseRSSMiB, s.PeakRSSMiB)
 		}
 		if err := tw.Flush(); err != nil {

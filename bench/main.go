@@ -42,6 +42,7 @@ type config struct {
 	json             bool
 	cpuProfile       string
 	history          bool
+	core             bool
 	snapshotRecords  int
 }
 
@@ -102,6 +103,7 @@ func main() {
 	flag.StringVar(&clients, "clients", clients, "comma-separated concurrent client counts")
 	flag.BoolVar(&cfg.json, "json", false, "print the results as JSON")
 	flag.StringVar(&cfg.cpuProfile, "cpuprofile", "", "write a CPU profile of the tests to `file` (labels: side, case, clients)")
+	flag.BoolVar(&cfg.core, "core", true, "measure create and read against bare pgx, and the HTTP floor")
 	flag.BoolVar(&cfg.history, "history", true, "also measure the time machine: history write cost, point-in-time reads, snapshots")
 	flag.IntVar(&cfg.snapshotRecords, "snapshot-records", 1000000, "records in the snapshot test (0 skips it)")
 	flag.Parse()
@@ -167,6 +169,9 @@ func run(ctx context.Context, cfg config, out io.Writer) error {
 		fmt.Sprintf("reads pick from %d seeded ids; %s measured after %s warm-up per test; GOMAXPROCS=%d, %d CPUs shared by load, API and Postgres", seedRecords, cfg.duration, cfg.warmup, runtime.GOMAXPROCS(0), runtime.NumCPU()),
 	}}
 	for _, c := range cases {
+		if !cfg.core {
+			break
+		}
 		for _, n := range cfg.clients {
 			r, err := measure(ctx, h, cfg, c, n)
 			if err != nil {
@@ -176,6 +181,9 @@ func run(ctx context.Context, cfg config, out io.Writer) error {
 		}
 	}
 	for _, n := range cfg.clients {
+		if !cfg.core {
+			break
+		}
 		f, err := measureFloor(ctx, h, cfg, n, rep.Results)
 		if err != nil {
 			return err
