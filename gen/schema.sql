@@ -598,17 +598,18 @@ CREATE TABLE velocity.history_key (
 INSERT INTO velocity.history_key (key) VALUES (velocity_ext.gen_random_bytes(32));
 
 -- The outbox: one row per change, drained in commit-safe order (xid below the snapshot's
--- xmin) by the CDC job. Written only by the history triggers.
+-- xmin) by the CDC job. Written only by the history triggers; id is the history event's, so
+-- the row leads to its event. The one index is the drain order, which is unique.
 CREATE TABLE velocity.outbox (
-  id          bigint PRIMARY KEY DEFAULT nextval('velocity.event_seq'),
-  xid         xid8 NOT NULL DEFAULT pg_current_xact_id(),
-  at          timestamptz NOT NULL DEFAULT clock_timestamp(),
+  id          bigint NOT NULL,
+  xid         xid8 NOT NULL,
+  at          timestamptz NOT NULL,
   schema_key  text NOT NULL,
   record_id   uuid NOT NULL,
   op          text NOT NULL CHECK (op IN ('INSERT', 'UPDATE', 'DELETE', 'RESTORE', 'PURGE')),
-  version     integer NOT NULL
+  version     integer NOT NULL,
+  PRIMARY KEY (xid, id)
 );
-CREATE INDEX outbox_xid_idx ON velocity.outbox (xid, id);
 
 -- The time machine's shared functions. The planner generates one small trigger function per
 -- table (static SQL into its own history table) that calls these.

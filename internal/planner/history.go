@@ -70,7 +70,8 @@ func (b *builder) addHistoryPolicy(a schemadef.Access) {
 }
 
 // addHistoryWriter generates the table's trigger function: static SQL into its own history
-// table, no dynamic EXECUTE on the write path. The event time of an insert, update or
+// table, no dynamic EXECUTE on the write path. Two plain INSERTs measured cheaper than one
+// data-modifying CTE. The event time of an insert, update or
 // restore is the row's updated_at, so ?at=<updated_at> reads that version.
 func (b *builder) addHistoryWriter(s schemadef.Spec) {
 	redact := ""
@@ -85,25 +86,34 @@ SET search_path = pg_catalog, pg_temp
 AS $velocity$
 DECLARE
   image jsonb;
-  op text := TG_OP;
-  at timestamptz;
+  ev_op text := TG_OP;
+  ev_at timestamptz;
+  rid uuid;
+  ver integer;
+  ev_id bigint;
+  ev_xid xid8;
 BEGIN
   IF TG_OP = 'DELETE' THEN
     image := to_jsonb(OLD);
-    at := clock_timestamp();
+    ev_at := clock_timestamp();
+    rid := OLD.id;
+    ver := OLD.version;
   ELSE
     image := to_jsonb(NEW);
-    at := NEW.updated_at;
+    ev_at := NEW.updated_at;
+    rid := NEW.id;
+    ver := NEW.version;
     IF velocity.current_write_op() = 'RESTORE' THEN
-      op := 'RESTORE';
+      ev_op := 'RESTORE';
     END IF;
   END IF;%s
+  ev_id := nextval('velocity.event_seq');
+  ev_xid := pg_current_xact_id();
   INSERT INTO %s (event_id, xid, at, record_id, op, version, actor, reason, request_id, image)
-  VALUES (nextval('velocity.event_seq'), pg_current_xact_id(), at, (image->>'id')::uuid, op, (image->>'version')::integer,
-          velocity.current_actor_id(), NULLIF(current_setting('velocity.reason', true), ''),
-          NULLIF(current_setting('velocity.request_id', true), ''), image);
-  INSERT INTO velocity.outbox (schema_key, record_id, op, version)
-  VALUES (%s, (image->>'id')::uuid, op, (image->>'version')::integer);
+  VALUES (ev_id, ev_xid, ev_at, rid, ev_op, ver, velocity.current_actor_id(),
+          NULLIF(current_setting('velocity.reason', true), ''), NULLIF(current_setting('velocity.request_id', true), ''), image);
+  INSERT INTO velocity.outbox (id, xid, at, schema_key, record_id, op, version)
+  VALUES (ev_id, ev_xid, ev_at, %s, rid, ev_op, ver);
   RETURN NULL;
 END
 $velocity$`, b.writer(), redact, sqlbuild.Qualified(b.names.Schema, b.names.History), sqlbuild.Literal(s.Key()))
