@@ -19,9 +19,18 @@ import (
 
 func TestMain(m *testing.M) { pgtest.Main(m) }
 
-// TestCLIAgainstRealAPI drives the CLI end to end: a real API on a real Postgres.
-func TestCLIAgainstRealAPI(t *testing.T) {
-	t.Parallel()
+// realAPI is a real API on a real Postgres, and the CLI settings that reach it as an admin.
+type realAPI struct {
+	db    *pgtest.DB
+	st    *store.Store
+	hs    *httptest.Server
+	boot  store.Request
+	admin string
+	env   map[string]string
+}
+
+func newRealAPI(t *testing.T) *realAPI {
+	t.Helper()
 	ctx := context.Background()
 	db := pgtest.TestDB(t)
 	st, err := store.Open(ctx, db.DSN(store.AuthenticatorRole), db.DSN(store.OwnerRole), 4)
@@ -34,7 +43,16 @@ func TestCLIAgainstRealAPI(t *testing.T) {
 	boot := store.Request{Actor: store.Actor{ID: "test", Kind: "system", Roles: []string{"platform_admin", "admin"}, Attributes: map[string]any{}}}
 	admin, err := st.CreateAPIKey(ctx, boot, "cli admin", []string{"platform_admin", "admin"}, 0, nil)
 	require.NoError(t, err)
-	env := map[string]string{EnvAPIURL: hs.URL, EnvAPIKey: admin.Secret}
+	return &realAPI{db: db, st: st, hs: hs, boot: boot, admin: admin.Secret,
+		env: map[string]string{EnvAPIURL: hs.URL, EnvAPIKey: admin.Secret}}
+}
+
+// TestCLIAgainstRealAPI drives the CLI end to end: a real API on a real Postgres.
+func TestCLIAgainstRealAPI(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	r := newRealAPI(t)
+	db, st, hs, boot, env := r.db, r.st, r.hs, r.boot, r.env
 
 	dir := t.TempDir()
 	orders, err := os.ReadFile("../../examples/orders.yaml")

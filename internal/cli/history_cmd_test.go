@@ -2,10 +2,8 @@ package cli
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -13,10 +11,6 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
-
-	"github.com/velocitydev/velocity/internal/api"
-	"github.com/velocitydev/velocity/internal/pgtest"
-	"github.com/velocitydev/velocity/internal/store"
 )
 
 func TestHistoryCommandsUsage(t *testing.T) {
@@ -58,19 +52,9 @@ func TestHistoryListTable(t *testing.T) {
 // TestHistoryCommandsAgainstRealAPI runs history list/at/diff and restore on a real API.
 func TestHistoryCommandsAgainstRealAPI(t *testing.T) {
 	t.Parallel()
-	ctx := context.Background()
-	db := pgtest.TestDB(t)
-	st, err := store.Open(ctx, db.DSN(store.AuthenticatorRole), db.DSN(store.OwnerRole), 4)
-	require.NoError(t, err)
-	t.Cleanup(st.Close)
-	srv, err := api.New(ctx, st, api.Config{})
-	require.NoError(t, err)
-	hs := httptest.NewServer(srv)
-	t.Cleanup(hs.Close)
-	boot := store.Request{Actor: store.Actor{ID: "test", Kind: "system", Roles: []string{"platform_admin", "admin"}, Attributes: map[string]any{}}}
-	admin, err := st.CreateAPIKey(ctx, boot, "cli admin", []string{"platform_admin", "admin"}, 0, nil)
-	require.NoError(t, err)
-	env := map[string]string{EnvAPIURL: hs.URL, EnvAPIKey: admin.Secret}
+	r := newRealAPI(t)
+	hs, env := r.hs, r.env
+	admin := r.admin
 	orders, err := os.ReadFile("../../examples/orders.yaml")
 	require.NoError(t, err)
 	res := runEnv(t, env, "schema", "apply", "-f", writeFile(t, filepath.Join(t.TempDir(), "orders.yaml"), string(orders)))
@@ -79,7 +63,7 @@ func TestHistoryCommandsAgainstRealAPI(t *testing.T) {
 	send := func(method, path string, body any) map[string]any {
 		raw, _ := json.Marshal(body)
 		req, _ := http.NewRequest(method, hs.URL+path, bytes.NewReader(raw))
-		req.Header.Set("X-API-Key", admin.Secret)
+		req.Header.Set("X-API-Key", admin)
 		req.Header.Set("Content-Type", "application/json")
 		resp, err := hs.Client().Do(req)
 		require.NoError(t, err)
