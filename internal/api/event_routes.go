@@ -29,8 +29,8 @@ type EventPace struct {
 	Page int
 }
 
-// EventStreams paces every events stream. Tests shorten it before they start servers.
-var EventStreams = EventPace{Poll: 250 * time.Millisecond, Heartbeat: 15 * time.Second, Page: 500}
+// DefaultEventPace paces event streams unless Config.Events says otherwise.
+var DefaultEventPace = EventPace{Poll: 250 * time.Millisecond, Heartbeat: 15 * time.Second, Page: 500}
 
 // eventWriteTimeout bounds one write to a stream's client. The server's WriteTimeout counts
 // from the start of the request and would cut every stream; each write gets this instead.
@@ -193,7 +193,7 @@ func (r *records) events(ctx context.Context, in *eventsIn) (*huma.StreamRespons
 			return nil, storeProblem(err, "read events")
 		}
 	}
-	pos, pace := *start, EventStreams
+	pos, pace := *start, r.s.cfg.Events
 	return &huma.StreamResponse{Body: func(hctx huma.Context) { r.stream(hctx, req, pos, pace) }}, nil
 }
 

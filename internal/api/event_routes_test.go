@@ -20,10 +20,8 @@ import (
 	"github.com/velocitydev/velocity/internal/store"
 )
 
-func init() {
-	// Fast streams, and pages small enough that every test reads several.
-	api.EventStreams = api.EventPace{Poll: 20 * time.Millisecond, Heartbeat: 300 * time.Millisecond, Page: 3}
-}
+// fastEvents: fast streams, and pages small enough that every test reads several.
+var fastEvents = api.EventPace{Poll: 20 * time.Millisecond, Heartbeat: 300 * time.Millisecond, Page: 3}
 
 // sseMessage is one message of a stream: a comment, or fields up to a blank line.
 type sseMessage struct {
@@ -212,7 +210,7 @@ func (e *env) historyOrder() []string {
 
 func TestEventsLive(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, api.Config{})
+	e := newEnv(t, api.Config{Events: fastEvents})
 	e.apply("testdata/orders.yaml")
 	s := e.openEvents(e.http.URL, e.admin, "")
 
@@ -261,7 +259,7 @@ func TestEventsLive(t *testing.T) {
 // events it missed, across pages, with none twice.
 func TestEventsResume(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, api.Config{})
+	e := newEnv(t, api.Config{Events: fastEvents})
 	e.apply("testdata/orders.yaml")
 	var want []string
 	for i := 0; i < 5; i++ {
@@ -302,7 +300,7 @@ func TestEventsResume(t *testing.T) {
 // event ids neither skip an event nor send one twice, live or on reconnect.
 func TestEventsOutOfOrderCommits(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, api.Config{})
+	e := newEnv(t, api.Config{Events: fastEvents})
 	e.apply("testdata/orders.yaml")
 	ctx := context.Background()
 	s := e.openEvents(e.http.URL, e.admin, "")
@@ -376,7 +374,7 @@ func TestEventsOutOfOrderCommits(t *testing.T) {
 
 func TestEventsAccess(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, api.Config{})
+	e := newEnv(t, api.Config{Events: fastEvents})
 	e.apply("testdata/orders.yaml")
 	for _, role := range []string{"viewer", "editor"} {
 		p := requireProblem(t, e.do("GET", ordersPath+"/events", e.key(role), nil), http.StatusForbidden)
@@ -397,7 +395,7 @@ func TestEventsAccess(t *testing.T) {
 
 func TestEventsBadCursor(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, api.Config{})
+	e := newEnv(t, api.Config{Events: fastEvents})
 	e.apply("testdata/orders.yaml")
 	for _, bad := range []string{"abc", "1", "1-", "-1", "1-2-3", "01-2", "1-02", "+1-2", "1-+2", "1--2", " 1-2", "1-2 ",
 		"18446744073709551616-1", "1-9223372036854775808", "00", strings.Repeat("9", 65)} {
@@ -421,7 +419,7 @@ func TestEventsBadCursor(t *testing.T) {
 // timeouts, which bound ordinary requests.
 func TestEventsOutliveServerTimeouts(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, api.Config{})
+	e := newEnv(t, api.Config{Events: fastEvents})
 	e.apply("testdata/orders.yaml")
 	hs := api.NewHTTPServer("", e.server)
 	hs.ReadTimeout, hs.WriteTimeout = 300*time.Millisecond, 300*time.Millisecond
@@ -440,7 +438,7 @@ func TestEventsOutliveServerTimeouts(t *testing.T) {
 // A graceful shutdown ends open streams instead of waiting for their clients.
 func TestEventsEndOnShutdown(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, api.Config{})
+	e := newEnv(t, api.Config{Events: fastEvents})
 	e.apply("testdata/orders.yaml")
 	hs := api.NewHTTPServer("", e.server)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")

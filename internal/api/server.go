@@ -31,7 +31,9 @@ type Config struct {
 	// PublicOpenAPI shows every object in /openapi.json and /docs to callers without a key.
 	// Off, a caller sees only the objects its roles may use (velocity dev turns it on).
 	PublicOpenAPI bool
-	Logger        *slog.Logger
+	// Events paces GET P/events streams; the zero value means DefaultEventPace.
+	Events EventPace
+	Logger *slog.Logger
 }
 
 // Server is the API. Its handler is swapped atomically when the schema set changes, so
@@ -63,6 +65,9 @@ func New(ctx context.Context, st *store.Store, cfg Config) (*Server, error) {
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
+	}
+	if cfg.Events == (EventPace{}) {
+		cfg.Events = DefaultEventPace
 	}
 	s := &Server{store: st, cfg: cfg, log: cfg.Logger, apiKeys: auth.NewAPIKeys(st, cfg.KeyCacheTTL), closing: make(chan struct{})}
 	if err := s.Reload(ctx); err != nil {
