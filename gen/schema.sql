@@ -692,6 +692,7 @@ DECLARE
   parent text := format('%I.%I', schema_name, history);
   dflt text := format('%I.%I', schema_name, history || '_default');
   created integer := 0;
+  stray boolean;
 BEGIN
   IF months_ahead < 0 OR months_ahead > 36 THEN
     RAISE EXCEPTION 'months_ahead must be from 0 to 36' USING ERRCODE = '22023';
@@ -701,6 +702,8 @@ BEGIN
   END IF;
   -- Writers wait on the default partition while a partition is attached; never long.
   SET LOCAL lock_timeout = '5s';
+  -- One maintainer per history at a time (the job, a schema apply, a DBA).
+  PERFORM pg_advisory_xact_lock(hashtext('velocity.history_partitions ' || parent));
   FOR i IN 0..months_ahead LOOP
     lo := (month + make_interval(months => i))::timestamp AT TIME ZONE 'UTC';
     hi := (month + make_interval(months => i + 1))::timestamp AT TIME ZONE 'UTC';
@@ -711,10 +714,16 @@ BEGIN
       schema_name, part, parent, part || '_range', lo, hi);
     IF EXISTS (SELECT 1 FROM pg_catalog.pg_inherits i JOIN pg_catalog.pg_class c ON c.oid = i.inhrelid
                 WHERE i.inhparent = parent::regclass AND c.oid = to_regclass(dflt)) THEN
-      PERFORM set_config('velocity.history_maintenance', 'on', true);
-      EXECUTE format('WITH moved AS (DELETE FROM %s WHERE at >= %L AND at < %L RETURNING *) INSERT INTO %I.%I SELECT * FROM moved',
-        dflt, lo, hi, schema_name, part);
-      PERFORM set_config('velocity.history_maintenance', '', true);
+      -- ATTACH takes this lock anyway; taking it first means no writer can add a row for the
+      -- month to the default partition between the move and the ATTACH.
+      EXECUTE format('LOCK TABLE %s IN ACCESS EXCLUSIVE MODE', dflt);
+      EXECUTE format('SELECT EXISTS (SELECT 1 FROM %s WHERE at >= %L AND at < %L)', dflt, lo, hi) INTO stray;
+      IF stray THEN
+        PERFORM set_config('velocity.history_maintenance', 'on', true);
+        EXECUTE format('WITH moved AS (DELETE FROM %s WHERE at >= %L AND at < %L RETURNING *) INSERT INTO %I.%I SELECT * FROM moved',
+          dflt, lo, hi, schema_name, part);
+        PERFORM set_config('velocity.history_maintenance', '', true);
+      END IF;
     END IF;
     EXECUTE format('ALTER TABLE %s ATTACH PARTITION %I.%I FOR VALUES FROM (%L) TO (%L)', parent, schema_name, part, lo, hi);
     -- The CHECK only spared ATTACH a scan; the partition bound holds the same rule.
@@ -726,8 +735,19 @@ BEGIN
 END
 $$;
 
--- velocity.history_partitions_ensure_all(at, months_ahead): the partition job's one call,
--- over every applied schema. Returns the partitions created.
+-- velocity.history_tables(): the history table of every applied schema. The partition job
+-- calls history_partitions_ensure for each in its own transaction, so it holds one default
+-- partition's lock at a time.
+CREATE OR REPLACE FUNCTION velocity.history_tables() RETURNS TABLE (schema_name text, history text)
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+  SELECT org || '__' || app, domain || '__' || object || '__history' FROM velocity.schemas ORDER BY key
+$$;
+
+-- velocity.history_partitions_ensure_all(at, months_ahead): every applied schema at once, in
+-- one transaction (for a DBA in psql; it holds each default partition's lock to the end).
+-- Returns the partitions created.
 CREATE OR REPLACE FUNCTION velocity.history_partitions_ensure_all(at timestamptz, months_ahead integer)
 RETURNS integer
 LANGUAGE plpgsql SECURITY DEFINER
@@ -757,6 +777,9 @@ GRANT SELECT ON velocity.outbox TO velocity_worker;
 REVOKE ALL ON FUNCTION velocity.history_redact(jsonb, text[]) FROM PUBLIC;
 REVOKE ALL ON FUNCTION velocity.history_partitions_ensure(text, text, timestamptz, integer) FROM PUBLIC;
 REVOKE ALL ON FUNCTION velocity.history_partitions_ensure_all(timestamptz, integer) FROM PUBLIC;
+REVOKE ALL ON FUNCTION velocity.history_tables() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION velocity.history_tables() TO velocity_worker;
+GRANT EXECUTE ON FUNCTION velocity.history_partitions_ensure(text, text, timestamptz, integer) TO velocity_worker;
 GRANT EXECUTE ON FUNCTION velocity.history_partitions_ensure_all(timestamptz, integer) TO velocity_worker;
 
 -- Restores keep the version, created_at and created_by the API gives the recreated row.

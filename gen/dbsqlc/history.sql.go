@@ -10,21 +10,59 @@ import (
 	"time"
 )
 
-const historyPartitionsEnsureAll = `-- name: HistoryPartitionsEnsureAll :one
-SELECT velocity.history_partitions_ensure_all($1::pg_catalog.timestamptz, $2::integer)::integer AS created
+const historyPartitionsEnsure = `-- name: HistoryPartitionsEnsure :one
+SELECT velocity.history_partitions_ensure($1::text, $2::text,
+  $3::pg_catalog.timestamptz, $4::integer)::integer AS created
 `
 
-type HistoryPartitionsEnsureAllParams struct {
+type HistoryPartitionsEnsureParams struct {
+	SchemaName  string
+	History     string
 	At          time.Time
 	MonthsAhead int32
 }
 
-// The partition job's one call: for every applied schema, the monthly history partitions from
-// at's month through months_ahead months later, with rows that landed in the default partition
-// for those months moved into them. Returns how many partitions it created; idempotent.
-func (q *Queries) HistoryPartitionsEnsureAll(ctx context.Context, db DBTX, arg HistoryPartitionsEnsureAllParams) (int32, error) {
-	row := db.QueryRow(ctx, historyPartitionsEnsureAll, arg.At, arg.MonthsAhead)
+// The monthly partitions of one history table from at's month through months_ahead months
+// later, with rows that landed in its default partition for those months moved into them.
+// Returns how many partitions it created; idempotent.
+func (q *Queries) HistoryPartitionsEnsure(ctx context.Context, db DBTX, arg HistoryPartitionsEnsureParams) (int32, error) {
+	row := db.QueryRow(ctx, historyPartitionsEnsure,
+		arg.SchemaName,
+		arg.History,
+		arg.At,
+		arg.MonthsAhead,
+	)
 	var created int32
 	err := row.Scan(&created)
 	return created, err
+}
+
+const historyTables = `-- name: HistoryTables :many
+SELECT schema_name::text AS schema_name, history::text AS history FROM velocity.history_tables()
+`
+
+type HistoryTablesRow struct {
+	SchemaName string
+	History    string
+}
+
+// The history table of every applied schema, for the partition job.
+func (q *Queries) HistoryTables(ctx context.Context, db DBTX) ([]HistoryTablesRow, error) {
+	rows, err := db.Query(ctx, historyTables)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []HistoryTablesRow{}
+	for rows.Next() {
+		var i HistoryTablesRow
+		if err := rows.Scan(&i.SchemaName, &i.History); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
 }

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -60,9 +61,22 @@ func (j *Jobs) EnsureHistoryPartitions(ctx context.Context, at time.Time, months
 	if monthsAhead < 0 || monthsAhead > 36 {
 		return 0, fmt.Errorf("ensure history partitions: months ahead %d is not from 0 to 36", monthsAhead)
 	}
-	n, err := j.q.HistoryPartitionsEnsureAll(ctx, j.Pool, dbsqlc.HistoryPartitionsEnsureAllParams{At: at, MonthsAhead: int32(monthsAhead)})
+	tables, err := j.q.HistoryTables(ctx, j.Pool)
 	if err != nil {
-		return 0, fmt.Errorf("ensure history partitions at %s: %w", at.UTC().Format(time.RFC3339), Interpret(err))
+		return 0, fmt.Errorf("ensure history partitions: list histories: %w", Interpret(err))
 	}
-	return int(n), nil
+	// One transaction per history: each holds its default partition's lock only while it
+	// attaches that history's partitions, and one that fails does not stop the others.
+	total := 0
+	var errs []error
+	for _, h := range tables {
+		n, err := j.q.HistoryPartitionsEnsure(ctx, j.Pool, dbsqlc.HistoryPartitionsEnsureParams{
+			SchemaName: h.SchemaName, History: h.History, At: at, MonthsAhead: int32(monthsAhead)})
+		if err != nil {
+			errs = append(errs, fmt.Errorf("ensure history partitions of %s.%s at %s: %w", h.SchemaName, h.History, at.UTC().Format(time.RFC3339), Interpret(err)))
+			continue
+		}
+		total += int(n)
+	}
+	return total, errors.Join(errs...)
 }

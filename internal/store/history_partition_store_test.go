@@ -125,3 +125,58 @@ func TestHistoryWriteWithoutPartitionLandsInDefault(t *testing.T) {
 	require.Equal(t, planner.HistoryMonthsAhead+1, n)
 	require.Equal(t, map[string]int{fmt.Sprintf("%s_%s", names.History, at.UTC().Format("2006_01")): 1}, where())
 }
+
+// A writer still adding to the default partition for a month while that month's partition is
+// made: the upkeep waits for it, then moves its row; ATTACH never fails for a late row.
+func TestEnsureHistoryPartitionsWaitsForALateWriter(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	e := newEnv(t)
+	jobs := openJobs(t, e)
+	def := orders(t)
+	e.apply(t, def)
+	n := schemadef.NamesOf(def.Spec)
+	hist := pgx.Identifier{n.Schema, n.History}.Sanitize()
+	at := time.Date(time.Now().UTC().Year()+3, time.March, 10, 12, 0, 0, 0, time.UTC)
+
+	tx, err := e.super.Begin(ctx)
+	require.NoError(t, err)
+	defer tx.Rollback(ctx)
+	_, err = tx.Exec(ctx, `INSERT INTO `+hist+` (event_id, xid, at, record_id, op, version, actor, image)
+		VALUES (nextval('velocity.event_seq'), pg_current_xact_id(), $1, gen_random_uuid(), 'INSERT', 1, 'test', '{}')`, at)
+	require.NoError(t, err)
+
+	done := make(chan error, 1)
+	go func() {
+		_, err := jobs.EnsureHistoryPartitions(ctx, at, 0)
+		done <- err
+	}()
+	time.Sleep(300 * time.Millisecond) // the upkeep is now waiting for the writer's lock
+	require.NoError(t, tx.Commit(ctx))
+	require.NoError(t, <-done)
+
+	var where string
+	require.NoError(t, e.super.QueryRow(ctx, `SELECT tableoid::regclass::text FROM `+hist+` WHERE at = $1`, at).Scan(&where))
+	require.Equal(t, fmt.Sprintf("%s.%s_%d_03", n.Schema, n.History, at.Year()), where)
+}
+
+// One history that cannot be kept (its table is gone) does not stop the others.
+func TestEnsureHistoryPartitionsGoesOnPastABrokenHistory(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	e := newEnv(t)
+	jobs := openJobs(t, e)
+	broken, ok := orders(t), orders(t)
+	broken.Metadata.Name, broken.Spec.Org = "broken", "broken"
+	e.apply(t, broken)
+	e.apply(t, ok)
+	bn := schemadef.NamesOf(broken.Spec)
+	_, err := e.super.Exec(ctx, `DROP TABLE `+pgx.Identifier{bn.Schema, bn.History}.Sanitize())
+	require.NoError(t, err)
+
+	y := time.Now().UTC().Year() + 4
+	created, err := jobs.EnsureHistoryPartitions(ctx, time.Date(y, time.June, 1, 0, 0, 0, 0, time.UTC), 0)
+	require.Error(t, err)
+	require.Contains(t, err.Error(), bn.History)
+	require.Equal(t, 1, created, "the healthy history got its partition")
+}

@@ -40,6 +40,9 @@ GRANT SELECT ON velocity.outbox TO velocity_worker;
 REVOKE ALL ON FUNCTION velocity.history_redact(jsonb, text[]) FROM PUBLIC;
 REVOKE ALL ON FUNCTION velocity.history_partitions_ensure(text, text, timestamptz, integer) FROM PUBLIC;
 REVOKE ALL ON FUNCTION velocity.history_partitions_ensure_all(timestamptz, integer) FROM PUBLIC;
+REVOKE ALL ON FUNCTION velocity.history_tables() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION velocity.history_tables() TO velocity_worker;
+GRANT EXECUTE ON FUNCTION velocity.history_partitions_ensure(text, text, timestamptz, integer) TO velocity_worker;
 GRANT EXECUTE ON FUNCTION velocity.history_partitions_ensure_all(timestamptz, integer) TO velocity_worker;
 
 -- Restores keep the version, created_at and created_by the API gives the recreated row.
