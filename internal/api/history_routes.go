@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"slices"
 	"strconv"
@@ -40,35 +41,49 @@ func (e *historyEvent) scanArgs() []any {
 // gone reports whether the record did not exist after this event.
 func (e *historyEvent) gone() bool { return e.Op == "DELETE" || e.Op == "PURGE" }
 
-// pastState is a record at one time: its event, and for diff and restore the stored values
-// of its redacted fields and the fields its image has.
+// pastState is a record at one time: its event, and for diff and restore its raw image
+// (redacted fields as keyed hashes; never sent to a client) and which keys of it are redacted.
 type pastState struct {
 	found    bool
 	event    historyEvent
-	redacted map[string]json.RawMessage
-	present  []string
+	raw      map[string]json.RawMessage
+	redacted []string
 }
 
 func readPast(dst *pastState, raw bool) func(pgx.Rows) error {
 	return func(rows pgx.Rows) error {
 		for rows.Next() {
 			args := dst.event.scanArgs()
-			var redacted []byte
+			var image []byte
 			if raw {
-				args = append(args, &redacted, &dst.present)
+				args = append(args, &image, &dst.redacted)
 			}
 			if err := rows.Scan(args...); err != nil {
 				return err
 			}
 			dst.found = true
 			if raw {
-				if err := json.Unmarshal(redacted, &dst.redacted); err != nil {
+				if err := json.Unmarshal(image, &dst.raw); err != nil {
 					return err
 				}
 			}
 		}
 		return rows.Err()
 	}
+}
+
+// sensitive reports whether field holds no readable value in s: it is redacted now, or its
+// value was stored as a keyed hash.
+func (r *records) sensitive(field string, states ...pastState) bool {
+	if slices.Contains(r.t.Spec.History.Redact, field) {
+		return true
+	}
+	for _, s := range states {
+		if slices.Contains(s.redacted, field) {
+			return true
+		}
+	}
+	return false
 }
 
 type atIn struct {
@@ -402,7 +417,8 @@ func side(at time.Time, s pastState) diffSide {
 }
 
 // changes compares two states field by field in definition order; a side where the record
-// did not exist has every field null. Redacted fields compare by their keyed hash.
+// did not exist has every field null. Redacted fields compare by their stored form (the keyed
+// hash); a field redacted on one side only shows as changed.
 func (r *records) changes(a, b pastState) ([]fieldChange, error) {
 	values := func(s pastState) (map[string]json.RawMessage, error) {
 		m := map[string]json.RawMessage{}
@@ -428,13 +444,13 @@ func (r *records) changes(a, b pastState) ([]fieldChange, error) {
 	}
 	out := []fieldChange{}
 	for _, f := range r.t.Spec.Fields {
-		if slices.Contains(r.t.Spec.History.Redact, f.Name) {
+		if r.sensitive(f.Name, a, b) {
 			var ah, bh json.RawMessage
 			if a.found && !a.event.gone() {
-				ah = a.redacted[f.Name]
+				ah = a.raw[f.Name]
 			}
 			if b.found && !b.event.gone() {
-				bh = b.redacted[f.Name]
+				bh = b.raw[f.Name]
 			}
 			if !bytes.Equal(or(ah), or(bh)) {
 				out = append(out, fieldChange{Field: f.Name, Redacted: true})
@@ -557,9 +573,27 @@ func (r *records) restore(ctx context.Context, in *restoreIn) (*recordOut, error
 		return nil, r.notAt(id, at, past)
 	}
 
-	write := r.t.RestoreInsert(id, past.event.At, past.event.EventID, last+1, past.present)
+	// The fields to write back: those the image has (not added since) and holds a value of
+	// (not redacted). A required field that cannot come back stops a recreate.
+	var fields []string
+	var lost sqlbuild.Errors
+	for _, f := range r.t.Spec.Fields {
+		_, inImage := past.raw[f.Name]
+		switch {
+		case inImage && !r.sensitive(f.Name, past):
+			fields = append(fields, f.Name)
+		case current.json == nil && f.Required && len(f.Default) == 0 && inImage:
+			lost = append(lost, sqlbuild.FieldError{Location: "body.at", Message: "field " + f.Name + " cannot be recreated: history keeps only a keyed hash of it"})
+		case current.json == nil && f.Required && len(f.Default) == 0:
+			lost = append(lost, sqlbuild.FieldError{Location: "body.at", Message: "field " + f.Name + " is required now and did not exist then"})
+		}
+	}
+	if len(lost) > 0 {
+		return nil, invalid(http.StatusUnprocessableEntity, "restore: the deleted record cannot be recreated as it was at "+at.UTC().Format(time.RFC3339Nano), lost)
+	}
+	write := r.t.RestoreInsert(id, past.event.At, past.event.EventID, last+1, fields)
 	if current.json != nil {
-		write = r.t.RestoreUpdate(id, past.event.At, past.event.EventID, current.version, past.present)
+		write = r.t.RestoreUpdate(id, past.event.At, past.event.EventID, current.version, fields)
 	}
 	var wrote bool
 	var rec record
@@ -573,6 +607,11 @@ func (r *records) restore(ctx context.Context, in *restoreIn) (*recordOut, error
 			}
 			return rows.Err()
 		})
+	if errors.Is(err, store.ErrInvalid) {
+		// A value of then that the field no longer accepts (its type or constraints changed).
+		return nil, withLocation(problem(http.StatusUnprocessableEntity, "restore: a value as of "+at.UTC().Format(time.RFC3339Nano)+
+			" is not valid for its field now; its type or constraints changed since"), "body.at", "choose another time, or change the record instead")
+	}
 	if err != nil {
 		return nil, storeProblem(err, "restore")
 	}

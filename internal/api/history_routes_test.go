@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"net/url"
+	"strings"
 	"testing"
 	"time"
 
@@ -222,4 +223,55 @@ func TestTimeMachineDenialsAndBadInput(t *testing.T) {
 		p := requireProblem(t, e.do("POST", invoicesPath+"/"+id+"/restore", e.admin, body), http.StatusBadRequest)
 		require.Contains(t, locations(p), loc, body)
 	}
+}
+
+// Redaction is recorded per event: a value stored as a keyed hash is never shown, restored
+// or cast, whatever the definition says later.
+func TestTimeMachineRedactionChanges(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, api.Config{})
+	redactAll := strings.Replace(ledgerDefinition, "redact: [iban]", "redact: [iban, amount, number]", 1)
+	e.applyYAML(redactAll)
+	r := e.do("POST", invoicesPath, e.admin, map[string]any{"number": "INV-9", "amount": "10.00", "iban": "DE89370400440532013000"})
+	require.Equal(t, http.StatusCreated, r.status, "%s", r.body)
+	id := r.json(t)["id"].(string)
+	v1 := stamp(t)
+	r = e.do("PATCH", invoicesPath+"/"+id, e.admin, map[string]any{"amount": "11.00", "status": "sent"})
+	require.Equal(t, http.StatusOK, r.status, "%s", r.body)
+
+	// A redacted decimal is not cast from its hash: the restore keeps its current value.
+	r = e.do("POST", invoicesPath+"/"+id+"/restore", e.admin, map[string]any{"at": v1, "reason": "r"})
+	require.Equal(t, http.StatusOK, r.status, "%s", r.body)
+	rec := r.json(t)
+	require.Equal(t, "draft", rec["status"])
+	require.EqualValues(t, 11, rec["amount"])
+
+	// Redaction lifted: events written under it still hold hashes, and nothing shows them.
+	e.applyYAML(strings.Replace(strings.Replace(redactAll, "version: 1", "version: 2", 1), "redact: [iban, amount, number]", "redact: []", 1))
+	r = e.do("GET", invoicesPath+"/"+id+"?at="+url.QueryEscape(v1), e.admin, nil)
+	require.Equal(t, http.StatusOK, r.status, "%s", r.body)
+	require.Nil(t, r.json(t)["iban"])
+	require.Nil(t, r.json(t)["amount"])
+	require.Equal(t, http.StatusOK, e.do("PATCH", invoicesPath+"/"+id, e.admin, map[string]any{"status": "paid"}).status)
+	r = e.do("GET", invoicesPath+"/"+id+"/history?limit=1", e.admin, nil)
+	require.Equal(t, "DE89370400440532013000", r.json(t)["items"].([]any)[0].(map[string]any)["record"].(map[string]any)["iban"],
+		"events written after the redaction was lifted show the value")
+	r = e.do("POST", invoicesPath+"/"+id+"/restore", e.admin, map[string]any{"at": v1, "reason": "r"})
+	require.Equal(t, http.StatusOK, r.status, "%s", r.body)
+	rec = r.json(t)
+	require.Equal(t, "draft", rec["status"])
+	require.Equal(t, "DE89370400440532013000", rec["iban"], "the hash is never written back")
+	require.Equal(t, "INV-9", rec["number"])
+
+	// A deleted record whose required field was redacted cannot be recreated: 422, nothing written.
+	other := e.do("POST", invoicesPath, e.admin, map[string]any{"number": "INV-10"})
+	require.Equal(t, http.StatusCreated, other.status, "%s", other.body)
+	e.applyYAML(strings.Replace(redactAll, "version: 1", "version: 3", 1))
+	oid := other.json(t)["id"].(string)
+	require.Equal(t, http.StatusOK, e.do("PATCH", invoicesPath+"/"+oid, e.admin, map[string]any{"status": "sent"}).status)
+	before := stamp(t)
+	require.Equal(t, http.StatusNoContent, e.do("DELETE", invoicesPath+"/"+oid, e.admin, nil, "X-Velocity-Reason", "x").status)
+	p := requireProblem(t, e.do("POST", invoicesPath+"/"+oid+"/restore", e.admin, map[string]any{"at": before, "reason": "r"}), http.StatusUnprocessableEntity)
+	require.Contains(t, string(toJSON(t, p)), "number cannot be recreated")
+	requireProblem(t, e.do("GET", invoicesPath+"/"+oid, e.admin, nil), http.StatusNotFound)
 }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"reflect"
 	"slices"
+	"strings"
 
 	"github.com/velocitydev/velocity/internal/schemadef"
 	"github.com/velocitydev/velocity/internal/sqlbuild"
@@ -30,7 +31,8 @@ func (b *builder) addHistory(s schemadef.Spec) {
   actor text NOT NULL,
   reason text,
   request_id text,
-  image jsonb NOT NULL
+  image jsonb NOT NULL,
+  redacted text[] NOT NULL DEFAULT '{}'
 ) PARTITION BY RANGE (at)`, hist)
 	b.add("point-in-time reads and a record's history", "CREATE INDEX %s ON %s (record_id, at, event_id)", sqlbuild.Ident(b.names.History+"_record"), hist)
 	b.add("the event stream, in commit-safe order", "CREATE INDEX %s ON %s (xid, event_id)", sqlbuild.Ident(b.names.History+"_xid"), hist)
@@ -78,7 +80,8 @@ func (b *builder) addHistoryWriter(s schemadef.Spec) {
 	if len(s.History.Redact) > 0 {
 		fields := slices.Clone(s.History.Redact)
 		slices.Sort(fields)
-		redact = fmt.Sprintf("\n  image := velocity.history_redact(image, ARRAY[%s]::text[]);", sqlbuild.LiteralList(fields))
+		list := fmt.Sprintf("ARRAY[%s]::text[]", sqlbuild.LiteralList(fields))
+		redact = fmt.Sprintf("\n  image := velocity.history_redact(image, %s);\n  ev_redacted := %s;", list, list)
 	}
 	b.add("writes the history event and the outbox row of each change", `CREATE OR REPLACE FUNCTION %s() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER
@@ -92,7 +95,11 @@ DECLARE
   ver integer;
   ev_id bigint;
   ev_xid xid8;
+  ev_redacted text[] := '{}';
 BEGIN
+  IF TG_RELID <> %s::regclass THEN
+    RAISE EXCEPTION 'this history writer serves %s only' USING ERRCODE = '42501';
+  END IF;
   IF TG_OP = 'DELETE' THEN
     image := to_jsonb(OLD);
     ev_at := clock_timestamp();
@@ -109,14 +116,18 @@ BEGIN
   END IF;%s
   ev_id := nextval('velocity.event_seq');
   ev_xid := pg_current_xact_id();
-  INSERT INTO %s (event_id, xid, at, record_id, op, version, actor, reason, request_id, image)
+  INSERT INTO %s (event_id, xid, at, record_id, op, version, actor, reason, request_id, image, redacted)
   VALUES (ev_id, ev_xid, ev_at, rid, ev_op, ver, velocity.current_actor_id(),
-          NULLIF(current_setting('velocity.reason', true), ''), NULLIF(current_setting('velocity.request_id', true), ''), image);
+          NULLIF(current_setting('velocity.reason', true), ''), NULLIF(current_setting('velocity.request_id', true), ''), image, ev_redacted);
   INSERT INTO velocity.outbox (id, xid, at, schema_key, record_id, op, version)
   VALUES (ev_id, ev_xid, ev_at, %s, rid, ev_op, ver);
   RETURN NULL;
 END
-$velocity$`, b.writer(), redact, sqlbuild.Qualified(b.names.Schema, b.names.History), sqlbuild.Literal(s.Key()))
+$velocity$`, b.writer(), sqlbuild.Literal(b.table), strings.ReplaceAll(b.table, "%", "%%"), redact,
+		sqlbuild.Qualified(b.names.Schema, b.names.History), sqlbuild.Literal(s.Key()))
+	// SECURITY DEFINER: nobody may call it, or attach it to a table of their own to forge
+	// events. A trigger runs its function without an EXECUTE check.
+	b.add("", "REVOKE ALL ON FUNCTION %s() FROM PUBLIC", b.writer())
 }
 
 // alterHistory rebuilds what of the history depends on a changed definition: the writer when

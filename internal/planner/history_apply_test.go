@@ -234,3 +234,38 @@ func TestHistoryRestoreLabelIsTrustedOnlyFromTheAPI(t *testing.T) {
 	ev := events(t, db, n, id)
 	require.Equal(t, []string{"INSERT", "UPDATE", "RESTORE"}, []string{ev[0].Op, ev[1].Op, ev[2].Op})
 }
+
+// The history writer runs as the owner, so no one may attach it to a table of their own to
+// forge events; and attached elsewhere by a superuser, it refuses to write.
+func TestHistoryWriterCannotBeBorrowed(t *testing.T) {
+	t.Parallel()
+	_, db, n := newHistoryFixture(t)
+	ctx := context.Background()
+	writer := sqlbuild.Qualified(n.Schema, n.HistoryWriter)
+	forge := func(role string) error {
+		tx, err := db.Super(t).Begin(ctx)
+		require.NoError(t, err)
+		defer tx.Rollback(ctx)
+		if role != "" {
+			_, err = tx.Exec(ctx, "SET LOCAL ROLE "+role)
+			require.NoError(t, err)
+		}
+		_, err = tx.Exec(ctx, `CREATE TEMP TABLE forged (id uuid, version int, created_at timestamptz, updated_at timestamptz,
+			created_by text, updated_by text, customer_email text, status text, region text, total numeric) ON COMMIT DROP`)
+		require.NoError(t, err)
+		if _, err = tx.Exec(ctx, `CREATE TRIGGER x AFTER INSERT ON forged FOR EACH ROW EXECUTE FUNCTION `+writer+`()`); err != nil {
+			return err
+		}
+		_, err = tx.Exec(ctx, `INSERT INTO forged VALUES (gen_random_uuid(), 99, now(), now(), 'forged', 'forged', 'x', 'paid', 'eu', 1)`)
+		return err
+	}
+	for _, role := range []string{"velocity_r_viewer", "velocity_api", "velocity_worker"} {
+		err := forge(role)
+		require.ErrorContains(t, err, "permission denied for", role)
+	}
+	require.ErrorContains(t, forge(""), "serves", "a superuser may attach it, but it does not write")
+
+	var events int
+	require.NoError(t, db.Super(t).QueryRow(ctx, `SELECT count(*) FROM `+sqlbuild.Qualified(n.Schema, n.History)).Scan(&events))
+	require.Zero(t, events)
+}

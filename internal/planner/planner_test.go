@@ -347,8 +347,9 @@ func TestBuildCreate(t *testing.T) {
 	} {
 		require.Contains(t, sql, want, "Plan(%q) lacks %q", "create_orders", want)
 	}
-	// A new table has no grants to revoke.
-	require.NotContains(t, sql, "REVOKE")
+	// A new table has no grants to revoke; only the history writer's default EXECUTE is.
+	require.Equal(t, 1, strings.Count(sql, "REVOKE"))
+	require.Contains(t, sql, `REVOKE ALL ON FUNCTION "acme__shop"."sales__orders__history_write"() FROM PUBLIC`)
 	golden(t, "create_orders", render(plan))
 }
 

@@ -67,83 +67,76 @@ func (t *Table) LastVersion(id string) Statement {
 	}
 }
 
-// HistoryRawAt reads, beside HistoryAt's event, the stored values of the redacted fields (their
-// keyed hashes) and the names of the fields the image has, for diff and restore.
+// HistoryRawAt reads, beside HistoryAt's event, its raw image (redacted fields as their keyed
+// hashes) and the keys of the image that are redacted, for diff and restore. The raw image
+// never leaves the server.
 func (t *Table) HistoryRawAt(id string, at any) Statement {
-	redacted := "'{}'::text[]"
-	if len(t.Spec.History.Redact) > 0 {
-		redacted = "ARRAY[" + LiteralList(t.Spec.History.Redact) + "]::text[]"
-	}
 	return Statement{
-		SQL: fmt.Sprintf(`SELECT %s, (SELECT coalesce(jsonb_object_agg(k, h.image -> k), '{}'::jsonb) FROM unnest(%s) k WHERE h.image ? k),
-  ARRAY(SELECT jsonb_object_keys(h.image))
+		SQL: fmt.Sprintf(`SELECT %s, h.image, h.redacted
 FROM %s h WHERE h.record_id = $1::uuid AND h.at <= $2::timestamptz ORDER BY h.at DESC, h.event_id DESC LIMIT 1`,
-			t.historyEventColumns(), redacted, t.History()),
+			t.historyEventColumns(), t.History()),
 		Args: []any{id, at},
 	}
 }
 
-// restoreColumns are the user fields a restore writes back from an image that has the fields
-// present: not the redacted ones (history holds only their hash), not those added since.
-func (t *Table) restoreColumns(present []string) []string {
-	has := map[string]bool{}
-	for _, p := range present {
-		has[p] = true
-	}
-	redacted := map[string]bool{}
-	for _, r := range t.Spec.History.Redact {
-		redacted[r] = true
-	}
-	var cols []string
-	for _, f := range t.Spec.Fields {
-		if has[f.Name] && !redacted[f.Name] {
-			cols = append(cols, Ident(f.Name))
+// restoreSource is the image of history event (record $1, at $2, event $3), cut down to cols
+// and typed as a row of the table by jsonb_populate_record, the inverse of the to_jsonb that
+// stored it. Only cols are cast, so a redacted field's hash or an old value of a field
+// whose type changed since never reaches a column it is not restored to.
+func (t *Table) restoreSource(cols []string) string {
+	var parts []string
+	for start := 0; start < len(cols); start += maxBuildPairs {
+		chunk := cols[start:min(start+maxBuildPairs, len(cols))]
+		args := make([]string, 0, 2*len(chunk))
+		for _, c := range chunk {
+			args = append(args, Literal(c), "h.image -> "+Literal(c))
 		}
+		parts = append(parts, "jsonb_build_object("+strings.Join(args, ", ")+")")
 	}
-	return cols
+	subset := "'{}'::jsonb"
+	if len(parts) > 0 {
+		subset = strings.Join(parts, " || ")
+	}
+	return fmt.Sprintf("FROM %s h, jsonb_populate_record(NULL::%s, %s) AS r WHERE h.record_id = $1::uuid AND h.at = $2::timestamptz AND h.event_id = $3::bigint",
+		t.History(), t.table, subset)
 }
 
-// imageSource is the image of history event (record $1, at $2, event $3) as a row of the
-// table, typed by jsonb_populate_record exactly as to_jsonb stored it.
-func (t *Table) imageSource() string {
-	return fmt.Sprintf("FROM %s h, jsonb_populate_record(NULL::%s, h.image) AS r WHERE h.record_id = $1::uuid AND h.at = $2::timestamptz AND h.event_id = $3::bigint",
-		t.History(), t.table)
-}
-
-// RestoreUpdate writes the image of an event back over the live record at version
-// currentVersion, through the normal write path (policies, triggers; the caller sets
-// velocity.write_op so history records a RESTORE). It returns the new version, or no row
-// when the record changed meanwhile.
-func (t *Table) RestoreUpdate(id string, at any, eventID, currentVersion int64, present []string) Statement {
-	cols := t.restoreColumns(present)
-	if len(cols) == 0 {
+// RestoreUpdate writes fields (user fields the caller found restorable: in the image, not
+// redacted) of an event's image back over the live record at version currentVersion, through
+// the normal write path (policies, triggers; the caller sets velocity.write_op so history
+// records a RESTORE). It returns the new version, or no row when the record changed meanwhile.
+func (t *Table) RestoreUpdate(id string, at any, eventID, currentVersion int64, fields []string) Statement {
+	if len(fields) == 0 {
 		return Statement{SQL: fmt.Sprintf("UPDATE %s SET id = id WHERE id = $1::uuid AND version = $4::integer AND $2::timestamptz IS NOT NULL AND $3::bigint IS NOT NULL RETURNING version", t.table),
 			Args: []any{id, at, eventID, currentVersion}}
 	}
-	src := make([]string, len(cols))
-	for i, c := range cols {
-		src[i] = "r." + c
-	}
+	cols, src := t.restoreTargets(fields)
 	return Statement{
 		SQL: fmt.Sprintf("UPDATE %s SET (%s) = (SELECT %s %s) WHERE id = $1::uuid AND version = $4::integer RETURNING version",
-			t.table, strings.Join(cols, ", "), strings.Join(src, ", "), t.imageSource()),
+			t.table, strings.Join(cols, ", "), strings.Join(src, ", "), t.restoreSource(fields)),
 		Args: []any{id, at, eventID, currentVersion},
 	}
 }
 
-// RestoreInsert recreates a deleted record from the image of an event, with the version
+// RestoreInsert recreates a deleted record from fields of an event's image, with the version
 // after the last it had and its original created_at and created_by.
-func (t *Table) RestoreInsert(id string, at any, eventID, version int64, present []string) Statement {
-	cols := append([]string{"id", "version", "created_at", "created_by"}, t.restoreColumns(present)...)
-	src := make([]string, len(cols))
-	for i, c := range cols {
-		src[i] = "r." + c
-	}
+func (t *Table) RestoreInsert(id string, at any, eventID, version int64, fields []string) Statement {
+	all := append([]string{"id", "version", "created_at", "created_by"}, fields...)
+	cols, src := t.restoreTargets(all)
 	src[1] = "$4::integer"
 	return Statement{
-		SQL:  fmt.Sprintf("INSERT INTO %s (%s) SELECT %s %s", t.table, strings.Join(cols, ", "), strings.Join(src, ", "), t.imageSource()),
+		SQL:  fmt.Sprintf("INSERT INTO %s (%s) SELECT %s %s RETURNING version", t.table, strings.Join(cols, ", "), strings.Join(src, ", "), t.restoreSource(all)),
 		Args: []any{id, at, eventID, version},
 	}
+}
+
+// restoreTargets quotes fields as columns and as values of the restore source r.
+func (t *Table) restoreTargets(fields []string) (cols, src []string) {
+	for _, f := range fields {
+		cols = append(cols, Ident(f))
+		src = append(src, "r."+Ident(f))
+	}
+	return cols, src
 }
 
 // SetRestore labels the writes of the transaction as restores (velocity.current_write_op()).

@@ -39,7 +39,7 @@ func SnapshotSettings(d time.Duration) Statement {
 // so Postgres streams records out as it reads them and never sorts or hashes the history.
 // Records therefore come out in descending id order.
 func (t *Table) snapshotLatest() string {
-	return fmt.Sprintf("SELECT DISTINCT ON (h.record_id) h.op, h.image FROM %s h"+
+	return fmt.Sprintf("SELECT DISTINCT ON (h.record_id) h.op, h.image, h.redacted FROM %s h"+
 		" WHERE h.at <= coalesce($1::timestamptz, 'infinity')"+
 		" ORDER BY h.record_id DESC, h.at DESC, h.event_id DESC", t.History())
 }
@@ -66,11 +66,17 @@ func (t *Table) snapshotFields() []schemadef.Field {
 // lacks it and for a history.redact field, as in HistoryImage.
 func (t *Table) snapshotValue(f schemadef.Field) string { return t.imageValue("s", f) }
 
+// imageValue is field f of alias.image, or NULL when the field is redacted now or was when the
+// event was written (alias.redacted lists the keys that hold a keyed hash, not a value).
 func (t *Table) imageValue(alias string, f schemadef.Field) string {
 	if t.redacted(f) {
 		return "NULL::jsonb"
 	}
-	return alias + ".image -> " + Literal(f.Name)
+	if slices.Contains(schemadef.SystemFields, f.Name) {
+		return alias + ".image -> " + Literal(f.Name) // never redacted
+	}
+	return fmt.Sprintf("CASE WHEN %s.redacted = '{}' OR NOT %s.redacted @> ARRAY[%s] THEN %s.image -> %s END",
+		alias, alias, Literal(f.Name), alias, Literal(f.Name))
 }
 
 // redacted reports whether history keeps only a keyed hash of f, which no read shows.
@@ -85,7 +91,8 @@ const maxBuildPairs = 50
 // it or the field is redacted. It decides how long a snapshot of a million records takes, so
 // it avoids an aggregate over unnest (several times dearer per record):
 //   - an image with exactly the current fields (any written since the definition last changed
-//     its fields) is the record already, redacted fields aside: it is taken as it is;
+//     its fields) and no redacted field is the record already: it is taken as it is, with the
+//     fields redacted now set to null;
 //   - any other image is rebuilt with jsonb_build_object, in one call per 50 fields joined
 //     with || for a wide definition.
 func (t *Table) imageRecord(alias string) string {
@@ -113,8 +120,8 @@ func (t *Table) imageRecord(alias string) string {
 		}
 		parts = append(parts, "jsonb_build_object("+strings.Join(args, ", ")+")")
 	}
-	return fmt.Sprintf("CASE WHEN %s ?& %s AND %s - %s = '{}'::jsonb THEN %s ELSE %s END",
-		img, keys, img, keys, same, strings.Join(parts, " || "))
+	return fmt.Sprintf("CASE WHEN %s.redacted = '{}' AND %s ?& %s AND %s - %s = '{}'::jsonb THEN %s ELSE %s END",
+		alias, img, keys, img, keys, same, strings.Join(parts, " || "))
 }
 
 // SnapshotJSON streams every record as it was at `at` (a time.Time, or nil for now): one row
@@ -139,8 +146,11 @@ func (t *Table) SnapshotColumns(at any) Statement {
 			cols[i] = "NULL::text"
 		case f.Type == schemadef.TypeJSON:
 			cols[i] = "nullif(" + t.snapshotValue(f) + ", 'null'::jsonb)::text"
-		default:
+		case slices.Contains(schemadef.SystemFields, f.Name):
 			cols[i] = "s.image ->> " + Literal(f.Name)
+		default:
+			// A value stored as a keyed hash (redacted when it was written) is null.
+			cols[i] = fmt.Sprintf("CASE WHEN s.redacted = '{}' OR NOT s.redacted @> ARRAY[%s] THEN s.image ->> %s END", Literal(f.Name), Literal(f.Name))
 		}
 	}
 	return Statement{SQL: "SELECT " + strings.Join(cols, ", ") + " FROM " + t.snapshotFrom(), Args: []any{at}}

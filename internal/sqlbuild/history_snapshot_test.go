@@ -36,25 +36,31 @@ func snapshotSpec() schemadef.Spec {
 func TestSnapshotSQL(t *testing.T) {
 	t.Parallel()
 	tbl := sqlbuild.NewTable(snapshotSpec())
-	from := `FROM (SELECT DISTINCT ON (h.record_id) h.op, h.image FROM "acme__lab"."test__things__history" h` +
+	from := `FROM (SELECT DISTINCT ON (h.record_id) h.op, h.image, h.redacted FROM "acme__lab"."test__things__history" h` +
 		` WHERE h.at <= coalesce($1::timestamptz, 'infinity') ORDER BY h.record_id DESC, h.at DESC, h.event_id DESC) s` +
 		` WHERE s.op <> 'DELETE' AND s.op <> 'PURGE'`
 	at := time.Date(2026, 1, 31, 12, 0, 0, 0, time.UTC)
 
 	got := tbl.SnapshotJSON(at)
 	keys := `ARRAY['id', 'version', 'created_at', 'updated_at', 'created_by', 'updated_by', 'name', 'n', 'amount', 'meta', 'secret']::text[]`
-	require.Equal(t, `SELECT (CASE WHEN s.image ?& `+keys+` AND s.image - `+keys+` = '{}'::jsonb`+
+	val := func(f string) string {
+		return `CASE WHEN s.redacted = '{}' OR NOT s.redacted @> ARRAY['` + f + `'] THEN s.image -> '` + f + `' END`
+	}
+	text := func(f string) string {
+		return `CASE WHEN s.redacted = '{}' OR NOT s.redacted @> ARRAY['` + f + `'] THEN s.image ->> '` + f + `' END`
+	}
+	require.Equal(t, `SELECT (CASE WHEN s.redacted = '{}' AND s.image ?& `+keys+` AND s.image - `+keys+` = '{}'::jsonb`+
 		` THEN s.image || jsonb_build_object('secret', NULL::jsonb)`+
 		` ELSE jsonb_build_object('id', s.image -> 'id', 'version', s.image -> 'version', `+
 		`'created_at', s.image -> 'created_at', 'updated_at', s.image -> 'updated_at', 'created_by', s.image -> 'created_by', `+
-		`'updated_by', s.image -> 'updated_by', 'name', s.image -> 'name', 'n', s.image -> 'n', 'amount', s.image -> 'amount', `+
-		`'meta', s.image -> 'meta', 'secret', NULL::jsonb) END)::text `+from, got.SQL)
+		`'updated_by', s.image -> 'updated_by', 'name', `+val("name")+`, 'n', `+val("n")+`, 'amount', `+val("amount")+`, `+
+		`'meta', `+val("meta")+`, 'secret', NULL::jsonb) END)::text `+from, got.SQL)
 	require.Equal(t, []any{at}, got.Args)
 
 	got = tbl.SnapshotColumns(nil)
 	require.Equal(t, `SELECT s.image ->> 'id', s.image ->> 'version', s.image ->> 'created_at', s.image ->> 'updated_at', `+
-		`s.image ->> 'created_by', s.image ->> 'updated_by', s.image ->> 'name', s.image ->> 'n', s.image ->> 'amount', `+
-		`nullif(s.image -> 'meta', 'null'::jsonb)::text, NULL::text `+from, got.SQL)
+		`s.image ->> 'created_by', s.image ->> 'updated_by', `+text("name")+`, `+text("n")+`, `+text("amount")+`, `+
+		`nullif(`+val("meta")+`, 'null'::jsonb)::text, NULL::text `+from, got.SQL)
 	require.Equal(t, []any{nil}, got.Args)
 
 	set := sqlbuild.SnapshotSettings(90 * time.Second)
