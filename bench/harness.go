@@ -324,19 +324,27 @@ func (h *harness) baselinePool(ctx context.Context, size int) (*pgxpool.Pool, er
 
 // settle vacuums and analyzes the table and checkpoints, so that autovacuum and checkpoints
 // caught up with one test's writes do not run during the next test.
-func (h *harness) settle(ctx context.Context) error {
-	conn, err := pgx.Connect(ctx, h.cluster.SuperuserDSN(database))
-	if err != nil {
-		return fmt.Errorf("settle: %w", err)
-	}
-	defer conn.Close(ctx)
-	table := sqlbuild.Qualified(h.table.Names.Schema, h.table.Names.Table)
-	for _, sql := range []string{"VACUUM (ANALYZE) " + table, "CHECKPOINT"} {
-		if _, err := conn.Exec(ctx, sql); err != nil {
-			return fmt.Errorf("settle: %s: %w", sql, err)
+func (h *harness) settle(ctx context.Context) error { return h.settleTables(h.table)(ctx) }
+
+// settleTables is settle for the given tables and their histories.
+func (h *harness) settleTables(tables ...*sqlbuild.Table) func(context.Context) error {
+	return func(ctx context.Context) error {
+		conn, err := pgx.Connect(ctx, h.cluster.SuperuserDSN(database))
+		if err != nil {
+			return fmt.Errorf("settle: %w", err)
 		}
+		defer conn.Close(ctx)
+		var sqls []string
+		for _, t := range tables {
+			sqls = append(sqls, "VACUUM (ANALYZE) "+sqlbuild.Qualified(t.Names.Schema, t.Names.Table), "VACUUM (ANALYZE) "+t.History())
+		}
+		for _, sql := range append(sqls, "CHECKPOINT") {
+			if _, err := conn.Exec(ctx, sql); err != nil {
+				return fmt.Errorf("settle: %s: %w", sql, err)
+			}
+		}
+		return nil
 	}
-	return nil
 }
 
 // insert is the statement the API runs for a create of recordBody with a new id.
