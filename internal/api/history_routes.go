@@ -86,11 +86,6 @@ func (r *records) sensitive(field string, states ...pastState) bool {
 	return false
 }
 
-type atIn struct {
-	ID string `path:"id" doc:"record id (uuid)"`
-	At string `query:"at" doc:"RFC 3339 time: read the record as it was then (needs read and history)"`
-}
-
 type historyIn struct {
 	ID     string `path:"id" doc:"record id (uuid)"`
 	Since  string `query:"since" doc:"RFC 3339: only events at or after this time"`
