@@ -33,7 +33,10 @@ type Config struct {
 	PublicOpenAPI bool
 	// Events paces GET P/events streams; the zero value means DefaultEventPace.
 	Events EventPace
-	Logger *slog.Logger
+	// MaxSnapshots bounds the snapshots this server streams at once, each holding one API
+	// connection for up to sqlbuild.SnapshotTimeout; more get 429. 0 means 4.
+	MaxSnapshots int
+	Logger       *slog.Logger
 }
 
 // Server is the API. Its handler is swapped atomically when the schema set changes, so
@@ -51,6 +54,8 @@ type Server struct {
 	// closing is closed by CloseStreams: long-lived responses (event streams) end on it.
 	closing   chan struct{}
 	closeOnce sync.Once
+	// snapshots holds one token per snapshot being streamed (Config.MaxSnapshots).
+	snapshots chan struct{}
 }
 
 // CloseStreams ends every open event stream, so a graceful shutdown does not wait for
@@ -69,7 +74,11 @@ func New(ctx context.Context, st *store.Store, cfg Config) (*Server, error) {
 	if cfg.Events == (EventPace{}) {
 		cfg.Events = DefaultEventPace
 	}
-	s := &Server{store: st, cfg: cfg, log: cfg.Logger, apiKeys: auth.NewAPIKeys(st, cfg.KeyCacheTTL), closing: make(chan struct{})}
+	if cfg.MaxSnapshots <= 0 {
+		cfg.MaxSnapshots = 4
+	}
+	s := &Server{store: st, cfg: cfg, log: cfg.Logger, apiKeys: auth.NewAPIKeys(st, cfg.KeyCacheTTL), closing: make(chan struct{}),
+		snapshots: make(chan struct{}, cfg.MaxSnapshots)}
 	if err := s.Reload(ctx); err != nil {
 		return nil, err
 	}

@@ -3,6 +3,7 @@ package api
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"strconv"
 	"strings"
@@ -61,7 +62,7 @@ func registerSnapshot(api huma.API, r *records) []string {
 				}},
 			},
 		}},
-		Errors: []int{400, 401, 403, 503},
+		Errors: []int{400, 401, 403, 429, 503},
 	}, r.snapshot)
 	return []string{path}
 }
@@ -90,7 +91,13 @@ func (r *records) snapshot(ctx context.Context, in *snapshotIn) (*huma.StreamRes
 		return nil, withLocation(problem(http.StatusBadRequest, "invalid format"), "query.format", "expected ndjson or parquet")
 	}
 	req := requestOf(ctx, "")
+	select {
+	case r.s.snapshots <- struct{}{}:
+	default:
+		return nil, problem(http.StatusTooManyRequests, fmt.Sprintf("%d snapshots are already running on this server; retry later", cap(r.s.snapshots)))
+	}
 	return &huma.StreamResponse{Body: func(hctx huma.Context) {
+		defer func() { <-r.s.snapshots }()
 		r.streamSnapshot(hctx, req, at, in.At, format)
 	}}, nil
 }

@@ -446,3 +446,33 @@ func parquetValue(v parquet.Value) any {
 	}
 	return v.String()
 }
+
+// Snapshots each hold an API connection for long: past Config.MaxSnapshots running at once,
+// the next gets 429, and a finished one frees its place.
+func TestSnapshotLimit(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, api.Config{MaxSnapshots: 1})
+	e.apply("testdata/orders.yaml")
+	ctx := context.Background()
+
+	// Hold the first snapshot in its query: a lock on the history table makes it wait.
+	tx, err := e.super.Begin(ctx)
+	require.NoError(t, err)
+	defer tx.Rollback(ctx)
+	_, err = tx.Exec(ctx, `LOCK TABLE acme__shop.sales__orders__history IN ACCESS EXCLUSIVE MODE`)
+	require.NoError(t, err)
+	first := make(chan response, 1)
+	go func() { first <- e.do("GET", ordersPath+"/snapshot", e.admin, nil) }()
+
+	require.Eventually(t, func() bool {
+		var waiting bool
+		require.NoError(t, e.super.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_stat_activity
+			WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE 'SELECT (CASE WHEN s.redacted%')`).Scan(&waiting))
+		return waiting
+	}, 10*time.Second, 20*time.Millisecond, "the first snapshot waits in its query")
+	requireProblem(t, e.do("GET", ordersPath+"/snapshot?format=parquet", e.admin, nil), http.StatusTooManyRequests)
+
+	require.NoError(t, tx.Rollback(ctx))
+	require.Equal(t, http.StatusOK, (<-first).status)
+	require.Equal(t, http.StatusOK, e.do("GET", ordersPath+"/snapshot", e.admin, nil).status)
+}
