@@ -18,7 +18,7 @@ func (t *Table) HistoryImage(alias string) string { return t.imageRecord(alias) 
 // historyEventColumns are the columns of one event as the API shows it, from alias h.
 func (t *Table) historyEventColumns() string {
 	return strings.Join([]string{
-		"h.event_id", "h.at", "h.op", "h.version", "h.actor", "h.reason", "h.request_id", t.HistoryImage("h"),
+		"h.event_id", "h.at", "h.op", "h.version", "h.actor", "h.reason", "h.request_id", t.eventImage,
 	}, ", ")
 }
 
@@ -28,7 +28,7 @@ func (t *Table) historyEventColumns() string {
 func (t *Table) HistoryAt(id string, at any) Statement {
 	return Statement{
 		SQL: fmt.Sprintf("SELECT %s FROM %s h WHERE h.record_id = $1::uuid AND h.at <= $2::timestamptz ORDER BY h.at DESC, h.event_id DESC LIMIT 1",
-			t.historyEventColumns(), t.History()),
+			t.eventColumns, t.History()),
 		Args: []any{id, at},
 	}
 }
@@ -38,7 +38,7 @@ func (t *Table) HistoryAt(id string, at any) Statement {
 // whether there is a next page.
 func (t *Table) HistoryPage(id string, since, until, afterAt any, afterEvent *int64, limit int) Statement {
 	var b strings.Builder
-	fmt.Fprintf(&b, "SELECT %s FROM %s h WHERE h.record_id = $1::uuid", t.historyEventColumns(), t.History())
+	fmt.Fprintf(&b, "SELECT %s FROM %s h WHERE h.record_id = $1::uuid", t.eventColumns, t.History())
 	args := []any{id}
 	add := func(cond string, v any) {
 		args = append(args, v)
@@ -74,7 +74,7 @@ func (t *Table) HistoryRawAt(id string, at any) Statement {
 	return Statement{
 		SQL: fmt.Sprintf(`SELECT %s, h.image, h.redacted
 FROM %s h WHERE h.record_id = $1::uuid AND h.at <= $2::timestamptz ORDER BY h.at DESC, h.event_id DESC LIMIT 1`,
-			t.historyEventColumns(), t.History()),
+			t.eventColumns, t.History()),
 		Args: []any{id, at},
 	}
 }

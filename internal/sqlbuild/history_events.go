@@ -18,7 +18,7 @@ func (t *Table) HistoryEvents(afterXID uint64, afterEvent int64, limit int) Stat
 			" FROM %s h WHERE (h.xid, h.event_id) > ($1::xid8, $2::bigint)"+
 			" AND h.xid < (SELECT pg_snapshot_xmin(pg_current_snapshot()))"+
 			" ORDER BY h.xid, h.event_id LIMIT $3",
-			t.HistoryImage("h"), t.History()),
+			t.eventImage, t.History()),
 		Args: []any{afterXID, afterEvent, limit},
 	}
 }

@@ -25,6 +25,10 @@ type Table struct {
 	view   string
 
 	getSQL string
+	// eventImage (HistoryImage("h")) and eventColumns (historyEventColumns) are built once:
+	// the image expression names every field, and point-in-time reads, history pages and
+	// the event stream use it on every request.
+	eventImage, eventColumns string
 }
 
 // NewTable prepares the builder of a validated definition.
@@ -41,6 +45,8 @@ func NewTable(spec schemadef.Spec) *Table {
 		t.fields[f.Name] = f
 	}
 	t.getSQL = fmt.Sprintf("SELECT row_to_json(v), v.version FROM %s v WHERE v.id = $1::uuid", t.view)
+	t.eventImage = t.HistoryImage("h")
+	t.eventColumns = t.historyEventColumns()
 	return t
 }
 
