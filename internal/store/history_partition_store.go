@@ -27,15 +27,10 @@ type Jobs struct {
 // pool (0 = pgx's default) and must leave room for River's listener and leader besides the
 // jobs that run at once.
 func OpenJobs(ctx context.Context, dsn string, maxConns int32) (*Jobs, error) {
-	cfg, err := pgxpool.ParseConfig(dsn)
+	cfg, err := poolConfig(dsn, "worker", maxConns)
 	if err != nil {
-		return nil, fmt.Errorf("worker database url: %w", err)
+		return nil, err
 	}
-	if maxConns > 0 {
-		cfg.MaxConns = maxConns
-	}
-	cfg.ConnConfig.RuntimeParams["timezone"] = "UTC"
-	cfg.ConnConfig.RuntimeParams["application_name"] = "velocity-worker"
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("open worker pool: %w", err)

@@ -53,15 +53,10 @@ type Store struct {
 // Open connects both pools. apiDSN must log in as velocity_authenticator, ownerDSN as
 // velocity_owner. maxConns bounds the API pool (0 = pgx's default).
 func Open(ctx context.Context, apiDSN, ownerDSN string, maxConns int32) (*Store, error) {
-	apiCfg, err := pgxpool.ParseConfig(apiDSN)
+	apiCfg, err := poolConfig(apiDSN, "api", maxConns)
 	if err != nil {
-		return nil, fmt.Errorf("api database url: %w", err)
+		return nil, err
 	}
-	if maxConns > 0 {
-		apiCfg.MaxConns = maxConns
-	}
-	apiCfg.ConnConfig.RuntimeParams["timezone"] = "UTC"
-	apiCfg.ConnConfig.RuntimeParams["application_name"] = "velocity-api"
 	// A request never holds a connection for long: an expensive query or a client that went
 	// away must not tie up the pool. The URL may set other values.
 	for k, v := range map[string]string{"statement_timeout": "30s", "idle_in_transaction_session_timeout": "60s"} {
@@ -80,14 +75,11 @@ func Open(ctx context.Context, apiDSN, ownerDSN string, maxConns int32) (*Store,
 	if err != nil {
 		return nil, fmt.Errorf("open api pool: %w", err)
 	}
-	ownerCfg, err := pgxpool.ParseConfig(ownerDSN)
+	ownerCfg, err := poolConfig(ownerDSN, "owner", 4)
 	if err != nil {
 		api.Close()
-		return nil, fmt.Errorf("owner database url: %w", err)
+		return nil, err
 	}
-	ownerCfg.MaxConns = 4
-	ownerCfg.ConnConfig.RuntimeParams["timezone"] = "UTC"
-	ownerCfg.ConnConfig.RuntimeParams["application_name"] = "velocity-owner"
 	owner, err := pgxpool.NewWithConfig(ctx, ownerCfg)
 	if err != nil {
 		api.Close()
@@ -99,6 +91,21 @@ func Open(ctx context.Context, apiDSN, ownerDSN string, maxConns int32) (*Store,
 		return nil, err
 	}
 	return s, nil
+}
+
+// poolConfig parses the URL of the pool named name ("api", "owner", "worker"), with at most
+// maxConns connections (0 = pgx's default), times in UTC and the process named to Postgres.
+func poolConfig(dsn, name string, maxConns int32) (*pgxpool.Config, error) {
+	cfg, err := pgxpool.ParseConfig(dsn)
+	if err != nil {
+		return nil, fmt.Errorf("%s database url: %w", name, err)
+	}
+	if maxConns > 0 {
+		cfg.MaxConns = maxConns
+	}
+	cfg.ConnConfig.RuntimeParams["timezone"] = "UTC"
+	cfg.ConnConfig.RuntimeParams["application_name"] = "velocity-" + name
+	return cfg, nil
 }
 
 // Ping checks both pools.
