@@ -237,20 +237,11 @@ func (h *harness) serveFloor(ctx context.Context, log *slog.Logger, id string) e
 	if err != nil {
 		return err
 	}
-	req.Header.Set(auth.HeaderAPIKey, h.apiKey)
-	resp, err := h.client.Do(req)
+	header, body, err := h.send(req, http.StatusOK)
 	if err != nil {
-		return err
+		return fmt.Errorf("floor: %w", err)
 	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return err
-	}
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("floor: read %s: status %d", id, resp.StatusCode)
-	}
-	header := resp.Header.Clone()
+	header = header.Clone()
 	header.Del("Date")
 	header.Del("Content-Length")
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -400,20 +391,26 @@ func (h *harness) apiRead(ctx context.Context, id string) error {
 
 // do sends req with the admin key and reads the whole response, so the connection is reused.
 func (h *harness) do(req *http.Request, want int) error {
+	_, _, err := h.send(req, want)
+	return err
+}
+
+// send is do, returning the response's header and body.
+func (h *harness) send(req *http.Request, want int) (http.Header, []byte, error) {
 	req.Header.Set(auth.HeaderAPIKey, h.apiKey)
 	resp, err := h.client.Do(req)
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(resp.Body)
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
 	if resp.StatusCode != want {
-		return fmt.Errorf("%s %s: status %d, want %d: %s", req.Method, req.URL.Path, resp.StatusCode, want, bytes.TrimSpace(body))
+		return nil, nil, fmt.Errorf("%s %s: status %d, want %d: %s", req.Method, req.URL.Path, resp.StatusCode, want, bytes.TrimSpace(body))
 	}
-	return nil
+	return resp.Header, body, nil
 }
 
 // The baseline's operations: the same statements, straight to Postgres.
