@@ -5,11 +5,58 @@
 package dbsqlc
 
 import (
+	"database/sql/driver"
+	"fmt"
 	"net/netip"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgtype"
 )
+
+type VelocityEventOp string
+
+const (
+	VelocityEventOpINSERT  VelocityEventOp = "INSERT"
+	VelocityEventOpUPDATE  VelocityEventOp = "UPDATE"
+	VelocityEventOpDELETE  VelocityEventOp = "DELETE"
+	VelocityEventOpRESTORE VelocityEventOp = "RESTORE"
+	VelocityEventOpPURGE   VelocityEventOp = "PURGE"
+)
+
+func (e *VelocityEventOp) Scan(src interface{}) error {
+	switch s := src.(type) {
+	case []byte:
+		*e = VelocityEventOp(s)
+	case string:
+		*e = VelocityEventOp(s)
+	default:
+		return fmt.Errorf("unsupported scan type for VelocityEventOp: %T", src)
+	}
+	return nil
+}
+
+type NullVelocityEventOp struct {
+	VelocityEventOp VelocityEventOp
+	Valid           bool // Valid is true if VelocityEventOp is not NULL
+}
+
+// Scan implements the Scanner interface.
+func (ns *NullVelocityEventOp) Scan(value interface{}) error {
+	if value == nil {
+		ns.VelocityEventOp, ns.Valid = "", false
+		return nil
+	}
+	ns.Valid = true
+	return ns.VelocityEventOp.Scan(value)
+}
+
+// Value implements the driver Valuer interface.
+func (ns NullVelocityEventOp) Value() (driver.Value, error) {
+	if !ns.Valid {
+		return nil, nil
+	}
+	return string(ns.VelocityEventOp), nil
+}
 
 type VelocityApiKey struct {
 	ID        uuid.UUID
@@ -53,7 +100,7 @@ type VelocityOutbox struct {
 	At        pgtype.Timestamptz
 	SchemaKey string
 	RecordID  uuid.UUID
-	Op        string
+	Op        VelocityEventOp
 	Version   int32
 }
 

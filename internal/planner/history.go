@@ -26,7 +26,7 @@ func (b *builder) addHistory(s schemadef.Spec) {
   xid xid8 NOT NULL,
   at timestamptz NOT NULL,
   record_id uuid NOT NULL,
-  op text NOT NULL CHECK (op IN ('INSERT', 'UPDATE', 'DELETE', 'RESTORE', 'PURGE')),
+  op velocity.event_op NOT NULL,
   version integer NOT NULL,
   actor text NOT NULL,
   reason text,
@@ -89,7 +89,7 @@ SET search_path = pg_catalog, pg_temp
 AS $velocity$
 DECLARE
   image jsonb;
-  ev_op text := TG_OP;
+  ev_op velocity.event_op := TG_OP::velocity.event_op;
   ev_at timestamptz;
   rid uuid;
   ver integer;

@@ -1,0 +1,75 @@
+package store_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/stretchr/testify/require"
+
+	"github.com/velocitydev/velocity/internal/schemadef"
+	"github.com/velocitydev/velocity/internal/store"
+)
+
+// A database migrated before 005 (op as text with a CHECK, writers passing text) upgrades in
+// place: its history keeps every event, op becomes the enum everywhere, the CHECKs go, and the
+// old writers go on recording changes.
+func TestMigrateEventOpUpgradesExistingHistory(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	e := newEnv(t)
+	def := orders(t)
+	e.apply(t, def)
+	names := schemadef.NamesOf(def.Spec)
+	hist := pgx.Identifier{names.Schema, names.History}.Sanitize()
+	writer := pgx.Identifier{names.Schema, names.HistoryWriter}.Sanitize()
+	insert := func(email string) {
+		t.Helper()
+		err := e.st.InRequest(ctx, admin(), []store.Statement{{SQL: `INSERT INTO acme__shop.sales__orders (customer_email, region) VALUES ($1, 'eu')`, Args: []any{email}}}, drain)
+		require.NoError(t, err)
+	}
+
+	// Put the database back the way 004 left it.
+	const ops = "('INSERT', 'UPDATE', 'DELETE', 'RESTORE', 'PURGE')"
+	src := scalar[string](t, e.super, "SELECT pg_get_functiondef($1::regproc)", writer)
+	const enumVar = "ev_op velocity.event_op := TG_OP::velocity.event_op;"
+	require.Contains(t, src, enumVar)
+	for _, sql := range []string{
+		"ALTER TABLE velocity.outbox ALTER COLUMN op TYPE text, ADD CONSTRAINT outbox_op_check CHECK (op IN " + ops + ")",
+		"ALTER TABLE " + hist + " ALTER COLUMN op TYPE text, ADD CHECK (op IN " + ops + ")",
+		strings.Replace(src, enumVar, "ev_op text := TG_OP;", 1),
+		"DROP CAST (text AS velocity.event_op)",
+		"DROP TYPE velocity.event_op",
+		"UPDATE " + store.MigrationTable + " SET version = 4",
+	} {
+		_, err := e.super.Exec(ctx, sql)
+		require.NoError(t, err, sql)
+	}
+	insert("before@example.com")
+	checks := `SELECT count(*)::int FROM pg_constraint WHERE contype = 'c' AND conrelid IN ('velocity.outbox'::regclass, $1::regclass)`
+	require.Equal(t, 2, scalar[int](t, e.super, checks, hist))
+
+	owner, err := pgx.Connect(ctx, e.db.DSN(store.OwnerRole))
+	require.NoError(t, err)
+	defer owner.Close(ctx)
+	require.NoError(t, store.Migrate(ctx, owner))
+
+	// Every op column, the partitions' included, is the enum now, and no CHECK is left.
+	types := scalar[[]string](t, e.super, `
+		SELECT array_agg(DISTINCT format_type(a.atttypid, a.atttypmod)) FROM pg_attribute a
+		 WHERE a.attname = 'op' AND (a.attrelid = 'velocity.outbox'::regclass OR a.attrelid = $1::regclass
+		    OR a.attrelid IN (SELECT inhrelid FROM pg_inherits WHERE inhparent = $1::regclass))`, hist)
+	require.Equal(t, []string{"velocity.event_op"}, types)
+	require.Equal(t, 0, scalar[int](t, e.super, checks, hist))
+
+	// The writer generated before the migration still records changes, through the cast.
+	insert("after@example.com")
+	require.Equal(t, []string{"INSERT", "INSERT"}, scalar[[]string](t, e.super, "SELECT array_agg(op::text ORDER BY event_id) FROM "+hist))
+	require.Equal(t, 2, scalar[int](t, e.super, "SELECT count(*)::int FROM velocity.outbox WHERE op = 'INSERT'"))
+
+	// The enum still admits only the five ops.
+	_, err = e.super.Exec(ctx, `INSERT INTO velocity.outbox (id, xid, at, schema_key, record_id, op, version)
+		VALUES (0, pg_current_xact_id(), now(), 'x', gen_random_uuid(), 'BOGUS', 1)`)
+	require.ErrorContains(t, err, "invalid input value for enum velocity.event_op")
+}
