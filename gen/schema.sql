@@ -845,7 +845,7 @@ $$;
 CREATE TYPE velocity.event_op AS ENUM ('INSERT', 'UPDATE', 'DELETE', 'RESTORE', 'PURGE');
 
 -- History writers generated before this migration pass op as text; this lets their INSERTs
--- store it in the enum columns unchanged (the next schema apply regenerates them anyway).
+-- store it in the enum columns unchanged.
 CREATE CAST (text AS velocity.event_op) WITH INOUT AS ASSIGNMENT;
 
 ALTER TABLE velocity.outbox
@@ -869,3 +869,166 @@ BEGIN
   END LOOP;
 END
 $$;
+
+-- 006_create_audit.sql
+-- Why: a tamper-evident audit log kept by Postgres. Writers only append entries, with no chain
+-- hash and no shared chain head, so they never wait for each other; the sealer (a River job)
+-- later takes the entries whose transactions are older than the snapshot xmin, in (xid, id)
+-- order, and seals them into hash-linked blocks with a Merkle root (docs/audit.md).
+
+CREATE TYPE velocity.audit_outcome AS ENUM ('allowed', 'denied', 'failed');
+
+-- One entry per data change (written by the history writer of the table, in the transaction
+-- of the change), per change to the platform's own tables, and per authentication and
+-- authorization decision of the API. No CHECK constraints: Postgres re-parses them in every
+-- INSERT statement (migration 005); the enum and NOT NULLs hold the shape.
+CREATE TABLE velocity.audit_entry (
+  id          bigint NOT NULL DEFAULT nextval('velocity.event_seq'),
+  xid         xid8 NOT NULL DEFAULT pg_current_xact_id(),
+  at          timestamptz NOT NULL DEFAULT clock_timestamp(),
+  action      text NOT NULL,
+  outcome     velocity.audit_outcome NOT NULL,
+  actor       text NOT NULL DEFAULT velocity.current_actor_id(),
+  strategy    text,
+  fail_mode   text,
+  layer       smallint,
+  schema_key  text,
+  record_id   text,
+  reason      text,
+  request_id  text,
+  detail      jsonb NOT NULL DEFAULT '{}'
+);
+-- The sealer's order, and its way to the first unsealed entry.
+CREATE INDEX audit_entry_xid ON velocity.audit_entry (xid, id);
+-- Time windows for `audit list`; a BRIN index costs writers next to nothing.
+CREATE INDEX audit_entry_at ON velocity.audit_entry USING brin (at);
+
+-- One row per sealed block: the entries it holds, in order, their leaf hashes (32 bytes each,
+-- SHA-256 of 0x00 and the entry's canonical encoding), the Merkle root over them (RFC 6962),
+-- and the hash that links it to the block before.
+CREATE TABLE velocity.audit_block (
+  block_no     bigint PRIMARY KEY,
+  first_xid    xid8 NOT NULL,
+  first_id     bigint NOT NULL,
+  last_xid     xid8 NOT NULL,
+  last_id      bigint NOT NULL,
+  entry_ids    bigint[] NOT NULL,
+  leaves       bytea NOT NULL,
+  merkle_root  bytea NOT NULL,
+  prev_hash    bytea NOT NULL,
+  block_hash   bytea NOT NULL,
+  horizon      xid8 NOT NULL,
+  sealed_at    timestamptz NOT NULL
+);
+
+-- velocity.audit_guard(): the audit tables are append-only for every role, the owner
+-- included. (A superuser can still disable the trigger; `velocity audit verify` finds what
+-- such a session changed.)
+CREATE OR REPLACE FUNCTION velocity.audit_guard() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+  RAISE EXCEPTION '%.% is append-only: % is not allowed', TG_TABLE_SCHEMA, TG_TABLE_NAME, TG_OP
+    USING ERRCODE = '42501';
+END
+$$;
+
+-- velocity.audit_append(entries): appends the API's authentication and authorization
+-- decisions, a batch at a time, as a JSON array of objects with the keys at, action, outcome,
+-- actor, strategy, fail_mode, layer, schema_key, record_id, reason, request_id and detail.
+-- Only the API may call it. Returns how many entries it wrote.
+CREATE OR REPLACE FUNCTION velocity.audit_append(entries jsonb) RETURNS integer
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  n integer;
+BEGIN
+  IF jsonb_typeof(entries) IS DISTINCT FROM 'array' THEN
+    RAISE EXCEPTION 'audit entries must be a JSON array' USING ERRCODE = '22023';
+  END IF;
+  INSERT INTO velocity.audit_entry (at, action, outcome, actor, strategy, fail_mode, layer, schema_key, record_id, reason, request_id, detail)
+  SELECT coalesce(e.at, clock_timestamp()), e.action, e.outcome::velocity.audit_outcome, coalesce(e.actor, ''), e.strategy, e.fail_mode,
+         e.layer, e.schema_key, e.record_id, e.reason, e.request_id, coalesce(e.detail, '{}')
+    FROM jsonb_to_recordset(entries) AS e(at timestamptz, action text, outcome text, actor text, strategy text, fail_mode text,
+                                          layer smallint, schema_key text, record_id text, reason text, request_id text, detail jsonb);
+  GET DIAGNOSTICS n = ROW_COUNT;
+  RETURN n;
+END
+$$;
+
+-- velocity.audit_admin_change(): AFTER trigger on the platform's own tables (applied schema
+-- versions, API keys, role bindings, database logins). Whoever makes the change, the API or a
+-- DBA in psql, it is an audit entry in the same transaction. Secrets (key hashes) never enter
+-- the entry. TG_ARGV[0] names the kind of object ("schema", "apikey", "binding", "dblogin").
+CREATE OR REPLACE FUNCTION velocity.audit_admin_change() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  kind text := TG_ARGV[0];
+  verb text;
+  row_image jsonb;
+  target text;
+  schema_key text;
+BEGIN
+  IF TG_OP = 'DELETE' THEN
+    row_image := to_jsonb(OLD);
+    verb := 'delete';
+  ELSE
+    row_image := to_jsonb(NEW);
+    verb := CASE TG_OP WHEN 'INSERT' THEN 'create' ELSE 'update' END;
+  END IF;
+  row_image := row_image - 'key_hash' - 'plan' - 'definition';
+  CASE kind
+    WHEN 'schema' THEN
+      verb := 'apply';
+      target := row_image ->> 'version';
+      schema_key := row_image ->> 'schema_key';
+    WHEN 'apikey' THEN
+      IF TG_OP = 'UPDATE' AND OLD.revoked_at IS NULL AND NEW.revoked_at IS NOT NULL THEN
+        verb := 'revoke';
+      END IF;
+      target := row_image ->> 'id';
+    WHEN 'binding' THEN
+      verb := CASE TG_OP WHEN 'INSERT' THEN 'grant' WHEN 'DELETE' THEN 'revoke' ELSE 'update' END;
+      target := (row_image ->> 'subject_kind') || ':' || (row_image ->> 'subject');
+    ELSE
+      target := row_image ->> 'login';
+  END CASE;
+  INSERT INTO velocity.audit_entry (action, outcome, schema_key, record_id, reason, request_id, detail)
+  VALUES (kind || '.' || verb, 'allowed', schema_key, target,
+          NULLIF(current_setting('velocity.reason', true), ''), NULLIF(current_setting('velocity.request_id', true), ''),
+          row_image);
+  RETURN NULL;
+END
+$$;
+
+
+CREATE TRIGGER velocity_audit_guard BEFORE UPDATE OR DELETE ON velocity.audit_entry
+  FOR EACH ROW EXECUTE FUNCTION velocity.audit_guard();
+CREATE TRIGGER velocity_audit_guard_truncate BEFORE TRUNCATE ON velocity.audit_entry
+  FOR EACH STATEMENT EXECUTE FUNCTION velocity.audit_guard();
+CREATE TRIGGER velocity_audit_guard BEFORE UPDATE OR DELETE ON velocity.audit_block
+  FOR EACH ROW EXECUTE FUNCTION velocity.audit_guard();
+CREATE TRIGGER velocity_audit_guard_truncate BEFORE TRUNCATE ON velocity.audit_block
+  FOR EACH STATEMENT EXECUTE FUNCTION velocity.audit_guard();
+
+-- Changes to the platform's own tables, whoever makes them.
+CREATE TRIGGER velocity_audit AFTER INSERT ON velocity.schema_versions
+  FOR EACH ROW EXECUTE FUNCTION velocity.audit_admin_change('schema');
+CREATE TRIGGER velocity_audit AFTER INSERT OR UPDATE ON velocity.api_keys
+  FOR EACH ROW EXECUTE FUNCTION velocity.audit_admin_change('apikey');
+CREATE TRIGGER velocity_audit AFTER INSERT OR UPDATE OR DELETE ON velocity.role_bindings
+  FOR EACH ROW EXECUTE FUNCTION velocity.audit_admin_change('binding');
+CREATE TRIGGER velocity_audit AFTER INSERT OR UPDATE OR DELETE ON velocity.db_logins
+  FOR EACH ROW EXECUTE FUNCTION velocity.audit_admin_change('dblogin');
+
+-- Only the owner writes entries directly (through the triggers' SECURITY DEFINER functions);
+-- the API appends its decisions through velocity.audit_append; the worker seals.
+REVOKE ALL ON velocity.audit_entry, velocity.audit_block FROM PUBLIC;
+REVOKE ALL ON FUNCTION velocity.audit_append(jsonb), velocity.audit_admin_change() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION velocity.audit_append(jsonb) TO velocity_api;
+GRANT SELECT ON velocity.audit_entry TO velocity_worker;
+GRANT SELECT, INSERT ON velocity.audit_block TO velocity_worker;

@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/riverqueue/river"
-	"github.com/riverqueue/river/rivertype"
 
 	"github.com/velocitydev/velocity/internal/planner"
 )
@@ -27,13 +26,7 @@ func (HistoryPartitionsArgs) Kind() string { return HistoryPartitionsKind }
 // quick (River's backoff is attempt^4 seconds), because a failing run is better retried by
 // the next hourly insert than by a backoff that grows to days.
 func (HistoryPartitionsArgs) InsertOpts() river.InsertOpts {
-	return river.InsertOpts{
-		MaxAttempts: 5,
-		UniqueOpts: river.UniqueOpts{ByState: []rivertype.JobState{
-			rivertype.JobStateAvailable, rivertype.JobStatePending, rivertype.JobStateRetryable,
-			rivertype.JobStateRunning, rivertype.JobStateScheduled,
-		}},
-	}
+	return oneAtATime(5)
 }
 
 // HistoryPartitionsWorker keeps history partitions ahead of time, so history rows land in

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/rivertype"
 
 	"github.com/velocitydev/velocity/internal/store"
 )
@@ -34,12 +35,27 @@ func (d Deps) logger() *slog.Logger {
 	return d.Logger
 }
 
+// oneAtATime are the insert options of a job of which at most one may wait or run at a time:
+// an insert while one is pending, scheduled, retrying or running is skipped as a duplicate.
+func oneAtATime(maxAttempts int) river.InsertOpts {
+	return river.InsertOpts{
+		MaxAttempts: maxAttempts,
+		UniqueOpts: river.UniqueOpts{ByState: []rivertype.JobState{
+			rivertype.JobStateAvailable, rivertype.JobStatePending, rivertype.JobStateRetryable,
+			rivertype.JobStateRunning, rivertype.JobStateScheduled,
+		}},
+	}
+}
+
 // AddWorkers registers every job kind's worker on w.
 func AddWorkers(w *river.Workers, deps Deps) error {
-	return river.AddWorkerSafely(w, &HistoryPartitionsWorker{Deps: deps})
+	if err := river.AddWorkerSafely(w, &HistoryPartitionsWorker{Deps: deps}); err != nil {
+		return err
+	}
+	return river.AddWorkerSafely(w, &AuditSealWorker{Deps: deps})
 }
 
 // PeriodicJobs are the jobs the River leader inserts on a schedule.
 func PeriodicJobs() []*river.PeriodicJob {
-	return []*river.PeriodicJob{historyPartitionsPeriodic()}
+	return []*river.PeriodicJob{historyPartitionsPeriodic(), auditSealPeriodic()}
 }

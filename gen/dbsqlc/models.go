@@ -13,6 +13,49 @@ import (
 	"github.com/jackc/pgx/v5/pgtype"
 )
 
+type VelocityAuditOutcome string
+
+const (
+	VelocityAuditOutcomeAllowed VelocityAuditOutcome = "allowed"
+	VelocityAuditOutcomeDenied  VelocityAuditOutcome = "denied"
+	VelocityAuditOutcomeFailed  VelocityAuditOutcome = "failed"
+)
+
+func (e *VelocityAuditOutcome) Scan(src interface{}) error {
+	switch s := src.(type) {
+	case []byte:
+		*e = VelocityAuditOutcome(s)
+	case string:
+		*e = VelocityAuditOutcome(s)
+	default:
+		return fmt.Errorf("unsupported scan type for VelocityAuditOutcome: %T", src)
+	}
+	return nil
+}
+
+type NullVelocityAuditOutcome struct {
+	VelocityAuditOutcome VelocityAuditOutcome
+	Valid                bool // Valid is true if VelocityAuditOutcome is not NULL
+}
+
+// Scan implements the Scanner interface.
+func (ns *NullVelocityAuditOutcome) Scan(value interface{}) error {
+	if value == nil {
+		ns.VelocityAuditOutcome, ns.Valid = "", false
+		return nil
+	}
+	ns.Valid = true
+	return ns.VelocityAuditOutcome.Scan(value)
+}
+
+// Value implements the driver Valuer interface.
+func (ns NullVelocityAuditOutcome) Value() (driver.Value, error) {
+	if !ns.Valid {
+		return nil, nil
+	}
+	return string(ns.VelocityAuditOutcome), nil
+}
+
 type VelocityEventOp string
 
 const (
@@ -81,6 +124,38 @@ type VelocityApiKeyInfo struct {
 	CreatedAt pgtype.Timestamptz
 	CreatedBy string
 	RevokedAt pgtype.Timestamptz
+}
+
+type VelocityAuditBlock struct {
+	BlockNo    int64
+	FirstXid   pgtype.Uint64
+	FirstID    int64
+	LastXid    pgtype.Uint64
+	LastID     int64
+	EntryIds   []int64
+	Leaves     []byte
+	MerkleRoot []byte
+	PrevHash   []byte
+	BlockHash  []byte
+	Horizon    pgtype.Uint64
+	SealedAt   pgtype.Timestamptz
+}
+
+type VelocityAuditEntry struct {
+	ID        int64
+	Xid       pgtype.Uint64
+	At        pgtype.Timestamptz
+	Action    string
+	Outcome   VelocityAuditOutcome
+	Actor     string
+	Strategy  pgtype.Text
+	FailMode  pgtype.Text
+	Layer     pgtype.Int2
+	SchemaKey pgtype.Text
+	RecordID  pgtype.Text
+	Reason    pgtype.Text
+	RequestID pgtype.Text
+	Detail    []byte
 }
 
 type VelocityDbLogin struct {

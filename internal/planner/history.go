@@ -1,6 +1,7 @@
 package planner
 
 import (
+	"encoding/json"
 	"fmt"
 	"reflect"
 	"slices"
@@ -71,24 +72,68 @@ func (b *builder) addHistoryPolicy(a schemadef.Access) {
 		sqlbuild.Qualified(b.names.Schema, b.names.History), list)
 }
 
-// addHistoryWriter generates the table's trigger function: static SQL into its own history
-// table, no dynamic EXECUTE on the write path. Two plain INSERTs measured cheaper than one
-// data-modifying CTE. The event time of an insert, update or
-// restore is the row's updated_at, so ?at=<updated_at> reads that version.
+// WriterOptions choose what a generated history writer records besides the history event
+// and the outbox row. The planner always writes audit entries; the benchmark builds a writer
+// without them to measure what they cost.
+type WriterOptions struct {
+	NoAudit bool
+}
+
+// addHistoryWriter adds the table's trigger function and takes EXECUTE away from everyone.
 func (b *builder) addHistoryWriter(s schemadef.Spec) {
+	b.add("writes the history event, the outbox row and the audit entry of each change", "%s", HistoryWriter(s, WriterOptions{}))
+	// SECURITY DEFINER: nobody may call it, or attach it to a table of their own to forge
+	// events. A trigger runs its function without an EXECUTE check.
+	b.add("", "REVOKE ALL ON FUNCTION %s() FROM PUBLIC", sqlbuild.Qualified(schemadef.NamesOf(s).Schema, schemadef.NamesOf(s).HistoryWriter))
+}
+
+// auditMasked lists the fields whose values never enter an audit entry: the sensitive ones
+// and those history redacts.
+func auditMasked(s schemadef.Spec) []string {
+	var out []string
+	for _, f := range s.Fields {
+		if f.Sensitive || slices.Contains(s.History.Redact, f.Name) {
+			out = append(out, f.Name)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// HistoryWriter is the CREATE OR REPLACE FUNCTION of the table's trigger function: static SQL
+// into its own history table, the outbox and the audit log, no dynamic EXECUTE on the write
+// path. The event time of an insert, update or restore is the row's updated_at, so
+// ?at=<updated_at> reads that version. The audit entry shares the event's id, so an entry
+// leads to its history event; its record image has the masked fields set to null.
+func HistoryWriter(s schemadef.Spec, opt WriterOptions) string {
+	names := schemadef.NamesOf(s)
+	table := sqlbuild.Qualified(names.Schema, names.Table)
 	redact := ""
 	if len(s.History.Redact) > 0 {
-		fields := slices.Clone(s.History.Redact)
-		slices.Sort(fields)
-		list := fmt.Sprintf("ARRAY[%s]::text[]", sqlbuild.LiteralList(fields))
+		list := fmt.Sprintf("ARRAY[%s]::text[]", sqlbuild.LiteralList(sortedCopy(s.History.Redact)))
 		redact = fmt.Sprintf("\n  image := velocity.history_redact(image, %s);\n  ev_redacted := %s;", list, list)
 	}
-	b.add("writes the history event and the outbox row of each change", `CREATE OR REPLACE FUNCTION %s() RETURNS trigger
+	audit := ""
+	if !opt.NoAudit {
+		record := "image"
+		if masked := auditMasked(s); len(masked) > 0 {
+			nulls := map[string]any{}
+			for _, f := range masked {
+				nulls[f] = nil
+			}
+			record = fmt.Sprintf("image || %s::jsonb", sqlbuild.Literal(jsonText(nulls)))
+		}
+		audit = fmt.Sprintf(`
+  audit_detail := jsonb_build_object('version', ver, 'record', %s);`, record)
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, `CREATE OR REPLACE FUNCTION %s() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $velocity$
 DECLARE
   image jsonb;
+  audit_detail jsonb;
   ev_op velocity.event_op := TG_OP::velocity.event_op;
   ev_at timestamptz;
   rid uuid;
@@ -96,6 +141,9 @@ DECLARE
   ev_id bigint;
   ev_xid xid8;
   ev_redacted text[] := '{}';
+  ev_actor text := velocity.current_actor_id();
+  ev_reason text := NULLIF(current_setting('velocity.reason', true), '');
+  ev_request text := NULLIF(current_setting('velocity.request_id', true), '');
 BEGIN
   IF TG_RELID <> %s::regclass THEN
     RAISE EXCEPTION 'this history writer serves %s only' USING ERRCODE = '42501';
@@ -113,27 +161,34 @@ BEGIN
     IF velocity.current_write_op() = 'RESTORE' THEN
       ev_op := 'RESTORE';
     END IF;
-  END IF;%s
+  END IF;`, sqlbuild.Qualified(names.Schema, names.HistoryWriter), sqlbuild.Literal(table), table)
+	// The audit record is taken before history's keyed hashes replace the redacted values.
+	b.WriteString(audit)
+	b.WriteString(redact)
+	fmt.Fprintf(&b, `
   ev_id := nextval('velocity.event_seq');
   ev_xid := pg_current_xact_id();
   INSERT INTO %s (event_id, xid, at, record_id, op, version, actor, reason, request_id, image, redacted)
-  VALUES (ev_id, ev_xid, ev_at, rid, ev_op, ver, velocity.current_actor_id(),
-          NULLIF(current_setting('velocity.reason', true), ''), NULLIF(current_setting('velocity.request_id', true), ''), image, ev_redacted);
+  VALUES (ev_id, ev_xid, ev_at, rid, ev_op, ver, ev_actor, ev_reason, ev_request, image, ev_redacted);
   INSERT INTO velocity.outbox (id, xid, at, schema_key, record_id, op, version)
-  VALUES (ev_id, ev_xid, ev_at, %s, rid, ev_op, ver);
+  VALUES (ev_id, ev_xid, ev_at, %s, rid, ev_op, ver);`, sqlbuild.Qualified(names.Schema, names.History), sqlbuild.Literal(s.Key()))
+	if !opt.NoAudit {
+		fmt.Fprintf(&b, `
+  INSERT INTO velocity.audit_entry (id, xid, at, action, outcome, actor, schema_key, record_id, reason, request_id, detail)
+  VALUES (ev_id, ev_xid, ev_at, 'record.' || lower(ev_op::text), 'allowed', ev_actor, %s, rid::text, ev_reason, ev_request, audit_detail);`,
+			sqlbuild.Literal(s.Key()))
+	}
+	b.WriteString(`
   RETURN NULL;
 END
-$velocity$`, b.writer(), sqlbuild.Literal(b.table), strings.ReplaceAll(b.table, "%", "%%"), redact,
-		sqlbuild.Qualified(b.names.Schema, b.names.History), sqlbuild.Literal(s.Key()))
-	// SECURITY DEFINER: nobody may call it, or attach it to a table of their own to forge
-	// events. A trigger runs its function without an EXECUTE check.
-	b.add("", "REVOKE ALL ON FUNCTION %s() FROM PUBLIC", b.writer())
+$velocity$`)
+	return b.String()
 }
 
 // alterHistory rebuilds what of the history depends on a changed definition: the writer when
-// the redacted fields change, the policy when the roles do.
+// the redacted or masked fields change, the policy when the roles do.
 func (b *builder) alterHistory(old, next schemadef.Spec) {
-	if !slices.Equal(sortedCopy(old.History.Redact), sortedCopy(next.History.Redact)) {
+	if !slices.Equal(sortedCopy(old.History.Redact), sortedCopy(next.History.Redact)) || !slices.Equal(auditMasked(old), auditMasked(next)) {
 		b.addHistoryWriter(next)
 	}
 	if !reflect.DeepEqual(old.Access.Roles, next.Access.Roles) {
@@ -146,4 +201,13 @@ func sortedCopy(s []string) []string {
 	c := slices.Clone(s)
 	slices.Sort(c)
 	return c
+}
+
+// jsonText is v as JSON; v is built here from field names, so it always encodes.
+func jsonText(v any) string {
+	raw, err := json.Marshal(v)
+	if err != nil {
+		panic(fmt.Sprintf("planner: encode %v: %v", v, err))
+	}
+	return string(raw)
 }

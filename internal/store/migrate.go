@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"os"
@@ -13,6 +14,8 @@ import (
 	"github.com/riverqueue/river/riverdriver/riverpgxv5"
 	"github.com/riverqueue/river/rivermigrate"
 
+	"github.com/velocitydev/velocity/internal/planner"
+	"github.com/velocitydev/velocity/internal/schemadef"
 	velocitysql "github.com/velocitydev/velocity/sql"
 )
 
@@ -66,6 +69,17 @@ func Bootstrap(ctx context.Context, super *pgx.Conn, database, password string) 
 // (sql/migrations), then River's, up to the latest version this binary bundles, in RiverSchema,
 // then the grants River's tables need. It is idempotent.
 func Migrate(ctx context.Context, conn *pgx.Conn) error {
+	if err := migrateTo(ctx, conn, -1); err != nil {
+		return err
+	}
+	if err := refreshHistoryWriters(ctx, conn); err != nil {
+		return err
+	}
+	return migrateRiver(ctx, conn)
+}
+
+// migrateTo applies tern's migrations up to version (all of them when version < 0).
+func migrateTo(ctx context.Context, conn *pgx.Conn, version int32) error {
 	if _, err := conn.Exec(ctx, "CREATE SCHEMA IF NOT EXISTS velocity"); err != nil {
 		return fmt.Errorf("migrate: create schema: %w", err)
 	}
@@ -76,10 +90,62 @@ func Migrate(ctx context.Context, conn *pgx.Conn) error {
 	if err := m.LoadMigrations(velocitysql.FS); err != nil {
 		return fmt.Errorf("migrate: load: %w", err)
 	}
-	if err := m.Migrate(ctx); err != nil {
+	if version < 0 {
+		err = m.Migrate(ctx)
+	} else {
+		err = m.MigrateTo(ctx, version)
+	}
+	if err != nil {
 		return fmt.Errorf("migrate: %w", err)
 	}
-	return migrateRiver(ctx, conn)
+	return nil
+}
+
+// refreshHistoryWriters regenerates the history writer of every applied schema whose stored
+// body differs from what this binary's planner generates, so a new version of the writer
+// (such as the one that added audit entries) reaches tables applied before it. It runs under
+// an advisory lock, as replicas may start together, and replaces nothing when all are current.
+func refreshHistoryWriters(ctx context.Context, conn *pgx.Conn) error {
+	tx, err := conn.Begin(ctx)
+	if err != nil {
+		return fmt.Errorf("migrate: refresh history writers: %w", err)
+	}
+	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
+	if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock(hashtextextended('velocity.refresh_writers', 0))"); err != nil {
+		return fmt.Errorf("migrate: refresh history writers: %w", err)
+	}
+	rows, err := tx.Query(ctx, `SELECT s.definition, p.prosrc FROM velocity.schemas s
+		JOIN pg_catalog.pg_proc p ON p.oid = pg_catalog.to_regprocedure(
+		  pg_catalog.format('%I.%I()', s.org || '__' || s.app, s.domain || '__' || s.object || '__history_write'))
+		ORDER BY s.key`)
+	if err != nil {
+		return fmt.Errorf("migrate: refresh history writers: %w", err)
+	}
+	type current struct {
+		def schemadef.Definition
+		src string
+	}
+	writers, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (current, error) {
+		var c current
+		var raw []byte
+		if err := row.Scan(&raw, &c.src); err != nil {
+			return c, err
+		}
+		return c, json.Unmarshal(raw, &c.def)
+	})
+	if err != nil {
+		return fmt.Errorf("migrate: refresh history writers: %w", err)
+	}
+	for _, w := range writers {
+		sql := planner.HistoryWriter(w.def.Spec, planner.WriterOptions{})
+		if strings.Contains(sql, "AS $velocity$"+w.src+"$velocity$") {
+			continue
+		}
+		if _, err := tx.Exec(ctx, sql); err != nil {
+			return fmt.Errorf("migrate: refresh the history writer of %s: %w", w.def.Spec.Key(), err)
+		}
+	}
+	return tx.Commit(ctx)
 }
 
 // riverGrants gives the worker what River's client does with its tables (fetch, complete and

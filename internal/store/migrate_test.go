@@ -8,6 +8,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 
+	"github.com/velocitydev/velocity/internal/planner"
 	"github.com/velocitydev/velocity/internal/schemadef"
 	"github.com/velocitydev/velocity/internal/store"
 )
@@ -53,7 +54,8 @@ func TestMigrateEventOpUpgradesExistingHistory(t *testing.T) {
 	owner, err := pgx.Connect(ctx, e.db.DSN(store.OwnerRole))
 	require.NoError(t, err)
 	defer owner.Close(ctx)
-	require.NoError(t, store.Migrate(ctx, owner))
+	// Only 005: the writer stays as 004 generated it (Migrate would refresh it).
+	require.NoError(t, store.MigrateTo(ctx, owner, 5))
 
 	// Every op column, the partitions' included, is the enum now, and no CHECK is left.
 	types := scalar[[]string](t, e.super, `
@@ -72,4 +74,38 @@ func TestMigrateEventOpUpgradesExistingHistory(t *testing.T) {
 	_, err = e.super.Exec(ctx, `INSERT INTO velocity.outbox (id, xid, at, schema_key, record_id, op, version)
 		VALUES (0, pg_current_xact_id(), now(), 'x', gen_random_uuid(), 'BOGUS', 1)`)
 	require.ErrorContains(t, err, "invalid input value for enum velocity.event_op")
+}
+
+// Migrate brings the history writer of every applied schema up to the planner's current
+// one (here: a writer from before audit entries), and leaves writers alone that are current.
+func TestMigrateRefreshesHistoryWriters(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	e := newEnv(t)
+	def := orders(t)
+	e.apply(t, def)
+	names := schemadef.NamesOf(def.Spec)
+	writer := pgx.Identifier{names.Schema, names.HistoryWriter}.Sanitize()
+	_, err := e.super.Exec(ctx, planner.HistoryWriter(def.Spec, planner.WriterOptions{NoAudit: true}))
+	require.NoError(t, err)
+	src := func() string {
+		return scalar[string](t, e.super, "SELECT prosrc FROM pg_proc WHERE oid = $1::regproc", writer)
+	}
+	require.NotContains(t, src(), "audit_entry")
+
+	owner, err := pgx.Connect(ctx, e.db.DSN(store.OwnerRole))
+	require.NoError(t, err)
+	defer owner.Close(ctx)
+	require.NoError(t, store.Migrate(ctx, owner))
+	require.Contains(t, src(), "audit_entry")
+	version := func() string {
+		return scalar[string](t, e.super, "SELECT xmin::text FROM pg_proc WHERE oid = $1::regproc", writer)
+	}
+	before := version()
+	require.NoError(t, store.Migrate(ctx, owner))
+	require.Equal(t, before, version(), "a current writer is not replaced")
+
+	err = e.st.InRequest(ctx, admin(), []store.Statement{{SQL: `INSERT INTO acme__shop.sales__orders (customer_email, region) VALUES ('a@example.com', 'eu')`}}, drain)
+	require.NoError(t, err)
+	require.Equal(t, 1, scalar[int](t, e.super, "SELECT count(*)::int FROM velocity.audit_entry WHERE action = 'record.insert'"))
 }
