@@ -43,6 +43,7 @@ func newEnv(t *testing.T, cfg api.Config) *env {
 	t.Cleanup(st.Close)
 	srv, err := api.New(ctx, st, cfg)
 	require.NoError(t, err)
+	t.Cleanup(func() { srv.Close(context.Background()) })
 	e := &env{t: t, db: db, st: st, server: srv, http: newHTTPServer(t, srv), super: db.Super(t)}
 	e.admin = e.key("platform_admin", "admin")
 	return e

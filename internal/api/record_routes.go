@@ -139,6 +139,19 @@ func registerRecords(api huma.API, s *Server, t *sqlbuild.Table) objectDoc {
 	paths = append(paths, registerHistory(api, r, &refs)...)
 	paths = append(paths, registerSnapshot(api, r)...)
 	paths = append(paths, registerEvents(api, r)...)
+	// Every operation of the object names its schema, for the audit entry of each request.
+	for _, p := range paths {
+		if item := api.OpenAPI().Paths[p]; item != nil {
+			for _, op := range []*huma.Operation{item.Get, item.Post, item.Put, item.Patch, item.Delete} {
+				if op != nil {
+					if op.Metadata == nil {
+						op.Metadata = map[string]any{}
+					}
+					op.Metadata["schema"] = t.Spec.Key()
+				}
+			}
+		}
+	}
 	return objectDoc{
 		access:  t.Spec.Access,
 		key:     t.Spec.Key(),

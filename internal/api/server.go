@@ -36,7 +36,11 @@ type Config struct {
 	// MaxSnapshots bounds the snapshots this server streams at once, each holding one API
 	// connection for up to sqlbuild.SnapshotTimeout; more get 429. 0 means 4.
 	MaxSnapshots int
-	Logger       *slog.Logger
+	// NoDecisionAudit turns off the audit entries of authentication and authorization
+	// decisions (data changes are audited by Postgres whatever this says). Only the
+	// benchmark sets it, to measure what the entries cost.
+	NoDecisionAudit bool
+	Logger          *slog.Logger
 }
 
 // Server is the API. Its handler is swapped atomically when the schema set changes, so
@@ -56,6 +60,17 @@ type Server struct {
 	closeOnce sync.Once
 	// snapshots holds one token per snapshot being streamed (Config.MaxSnapshots).
 	snapshots chan struct{}
+	// decisions appends authentication and authorization decisions to the audit log; nil
+	// with Config.NoDecisionAudit.
+	decisions *decisionLog
+}
+
+// Close writes the audit entries of decisions still queued. Call it after the HTTP server
+// has shut down (requests that finish later are audited one by one).
+func (s *Server) Close(ctx context.Context) {
+	if s.decisions != nil {
+		s.decisions.Close(ctx)
+	}
 }
 
 // CloseStreams ends every open event stream, so a graceful shutdown does not wait for
@@ -81,6 +96,9 @@ func New(ctx context.Context, st *store.Store, cfg Config) (*Server, error) {
 		snapshots: make(chan struct{}, cfg.MaxSnapshots)}
 	if err := s.Reload(ctx); err != nil {
 		return nil, err
+	}
+	if !cfg.NoDecisionAudit {
+		s.decisions = newDecisionLog(st, cfg.Logger)
 	}
 	return s, nil
 }
@@ -123,6 +141,7 @@ func (s *Server) build(infos []store.SchemaInfo) *routes {
 		"apiKey": {Type: "apiKey", In: "header", Name: auth.HeaderAPIKey},
 	}
 	config.Security = []map[string][]string{{"apiKey": {}}}
+	config.Transformers = append(config.Transformers, noteProblem)
 	api := humago.New(mux, config)
 	api.UseMiddleware(s.authenticate(api))
 
@@ -131,7 +150,9 @@ func (s *Server) build(infos []store.SchemaInfo) *routes {
 		writeProblem(w, problem(http.StatusNotFound, "no route for "+r.Method+" "+r.URL.Path))
 	})
 	registerHealth(api, s)
+	registerMetrics(mux, s)
 	registerAdmin(api, s)
+	registerAudit(api, s)
 	rt := &routes{mux: mux, api: api}
 	for _, info := range infos {
 		rt.objects = append(rt.objects, registerRecords(api, s, sqlbuild.NewTable(info.Definition.Spec)))
@@ -186,7 +207,57 @@ type ctxKey int
 const (
 	actorKey ctxKey = iota
 	requestIDKey
+	noteKey
 )
+
+// decisionNote is where a request's denial, if any, is noted for its audit entry.
+type decisionNote struct {
+	layer  int
+	detail string
+}
+
+// noteProblem is a Huma transformer: it sees every response body, so it notes the layer and
+// detail of a denial for the request's audit entry, whichever handler wrote it.
+func noteProblem(ctx huma.Context, _ string, v any) (any, error) {
+	if p, ok := v.(*Problem); ok {
+		if note, ok := ctx.Context().Value(noteKey).(*decisionNote); ok {
+			note.layer, note.detail = p.Layer, p.Detail
+		}
+	}
+	return v, nil
+}
+
+// auditDecision records what was decided about an authenticated request once it has been
+// answered: denied (403, or the layer that hid a row), or allowed.
+func (s *Server) auditDecision(ctx huma.Context, actor store.Actor, rid string, note *decisionNote) {
+	if s.decisions == nil {
+		return
+	}
+	op := ctx.Operation()
+	status := ctx.Status()
+	d := decision{At: time.Now(), Action: "authz", Outcome: "allowed", Actor: actor.ID, Strategy: strategyOf(actor), RequestID: rid,
+		Reason: ctx.Header(reasonHeader), Detail: map[string]any{"method": ctx.Method(), "path": ctx.URL().Path, "status": status}}
+	if op != nil {
+		d.Detail["operation"] = op.OperationID
+		if key, ok := op.Metadata["schema"].(string); ok {
+			d.SchemaKey = key
+		}
+	}
+	d.RecordID = ctx.Param("id")
+	if status == http.StatusForbidden || (note.layer > 0 && status == http.StatusNotFound) {
+		d.Outcome, d.Layer = "denied", note.layer
+		d.Detail["denial"] = note.detail
+	}
+	s.decisions.add(d)
+}
+
+// strategyOf names how actor authenticated.
+func strategyOf(actor store.Actor) string {
+	if actor.Kind == "api_key" {
+		return "api-key"
+	}
+	return actor.Kind
+}
 
 // authenticate is the middleware that turns credentials into an actor for every operation
 // not marked public. No credential, or a bad one, is a 401; nothing falls through to
@@ -208,6 +279,7 @@ func (s *Server) authenticate(api huma.API) func(huma.Context, func(huma.Context
 		if err != nil {
 			var status int
 			var msg string
+			defer func() { s.auditAuthn(ctx, rid, status, msg) }()
 			switch {
 			case errors.Is(err, auth.ErrNoCredential):
 				status, msg = http.StatusUnauthorized, "no valid identity: send X-API-Key"
@@ -222,8 +294,25 @@ func (s *Server) authenticate(api huma.API) func(huma.Context, func(huma.Context
 			_ = huma.WriteErr(api, ctx, status, msg)
 			return
 		}
-		next(huma.WithValue(ctx, actorKey, actor))
+		note := &decisionNote{}
+		ctx = huma.WithValue(huma.WithValue(ctx, actorKey, actor), noteKey, note)
+		next(ctx)
+		s.auditDecision(ctx, actor, rid, note)
 	}
+}
+
+// auditAuthn records a failed authentication: no actor, the strategy that was tried, and
+// whether the API failed closed because a dependency was down (503).
+func (s *Server) auditAuthn(ctx huma.Context, rid string, status int, msg string) {
+	if s.decisions == nil {
+		return
+	}
+	d := decision{At: time.Now(), Action: "authn", Outcome: "denied", Strategy: "api-key", RequestID: rid, Reason: msg,
+		Detail: map[string]any{"method": ctx.Method(), "path": ctx.URL().Path, "status": status}}
+	if status == http.StatusServiceUnavailable {
+		d.Outcome, d.FailMode = "failed", "closed"
+	}
+	s.decisions.add(d)
 }
 
 func newRequestID() string {
@@ -286,3 +375,6 @@ func NewHTTPServer(addr string, h http.Handler) *http.Server {
 	}
 	return hs
 }
+
+// reasonHeader carries why a request is made, for history and audit.
+const reasonHeader = "X-Velocity-Reason"

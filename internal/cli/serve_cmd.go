@@ -63,7 +63,9 @@ func newServeCmd(g *globals) *cobra.Command {
 			}
 			sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
-			return hs.Shutdown(sctx)
+			err = hs.Shutdown(sctx)
+			server.Close(sctx) // the audit entries of the last decisions
+			return err
 		},
 	}
 	cmd.Flags().StringVar(&listen, "listen", "127.0.0.1:8080", "listen address")

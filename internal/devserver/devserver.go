@@ -172,7 +172,9 @@ func Run(ctx context.Context, opts Options) error {
 	}
 	sctx, scancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer scancel()
-	return httpServer.Shutdown(sctx)
+	err = httpServer.Shutdown(sctx)
+	server.Close(sctx)
+	return err
 }
 
 // prepare bootstraps the owner role and database, migrates, and sets the passwords of the

@@ -3,9 +3,11 @@ package store
 import (
 	"context"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -196,8 +198,8 @@ type Digest struct {
 	SealedAt  time.Time `json:"sealed_at"`
 }
 
-// Problem is the first thing verify found wrong.
-type Problem struct {
+// AuditProblem is the first thing verify found wrong.
+type AuditProblem struct {
 	Kind    string `json:"kind"`
 	Block   int64  `json:"block,omitempty"`
 	EntryID int64  `json:"entry_id,omitempty"`
@@ -206,7 +208,7 @@ type Problem struct {
 	Detail   string `json:"detail"`
 }
 
-// The kinds of Problem.
+// The kinds of AuditProblem.
 const (
 	ProblemEntryChanged   = "entry_changed"
 	ProblemEntryMissing   = "entry_missing"
@@ -223,7 +225,7 @@ const (
 // VerifyReport is the outcome of VerifyAudit.
 type VerifyReport struct {
 	OK      bool     `json:"ok"`
-	Problem *Problem `json:"problem,omitempty"`
+	Problem *AuditProblem `json:"problem,omitempty"`
 	Blocks  int64    `json:"blocks"`
 	Entries int64    `json:"entries"`
 	Head    *Digest  `json:"head,omitempty"`
@@ -281,7 +283,7 @@ func VerifyAudit(ctx context.Context, pool *pgxpool.Pool, digest *Digest) (Verif
 			rep.Entries += int64(len(b.EntryIDs))
 			if digest != nil && b.No == digest.Block {
 				if hex.EncodeToString(b.BlockHash[:]) != digest.BlockHash {
-					rep.Problem = &Problem{Kind: ProblemDigestMismatch, Block: b.No,
+					rep.Problem = &AuditProblem{Kind: ProblemDigestMismatch, Block: b.No,
 						Detail: fmt.Sprintf("block %d hashes to %x, the digest says %s: the log was rewritten up to it", b.No, b.BlockHash, digest.BlockHash)}
 					return rep, nil
 				}
@@ -295,7 +297,7 @@ func VerifyAudit(ctx context.Context, pool *pgxpool.Pool, digest *Digest) (Verif
 		if prev != nil {
 			head = prev.No
 		}
-		rep.Problem = &Problem{Kind: ProblemTruncated, Block: digest.Block,
+		rep.Problem = &AuditProblem{Kind: ProblemTruncated, Block: digest.Block,
 			Detail: fmt.Sprintf("the digest names block %d but the log ends at block %d: sealed blocks were removed", digest.Block, head)}
 		return rep, nil
 	}
@@ -321,7 +323,7 @@ func VerifyAudit(ctx context.Context, pool *pgxpool.Pool, digest *Digest) (Verif
 // verifyBlock checks b against the block before it and against the entries that are now in
 // its range, which starts just after prev's last entry: an entry slipped in between two
 // blocks is caught as well as one inside a block.
-func verifyBlock(ctx context.Context, tx pgx.Tx, prev, b *audit.Block) (*Problem, error) {
+func verifyBlock(ctx context.Context, tx pgx.Tx, prev, b *audit.Block) (*AuditProblem, error) {
 	want, wantPrev := int64(1), audit.Hash{}
 	fromXID, fromID := "0", int64(0)
 	if prev != nil {
@@ -330,13 +332,13 @@ func verifyBlock(ctx context.Context, tx pgx.Tx, prev, b *audit.Block) (*Problem
 	}
 	switch {
 	case b.No != want:
-		return &Problem{Kind: ProblemBlockGap, Block: want, Detail: fmt.Sprintf("block %d is missing: the next block is %d", want, b.No)}, nil
+		return &AuditProblem{Kind: ProblemBlockGap, Block: want, Detail: fmt.Sprintf("block %d is missing: the next block is %d", want, b.No)}, nil
 	case b.PrevHash != wantPrev:
-		return &Problem{Kind: ProblemBlockChain, Block: b.No, Detail: fmt.Sprintf("block %d does not link to the hash of block %d", b.No, want-1)}, nil
+		return &AuditProblem{Kind: ProblemBlockChain, Block: b.No, Detail: fmt.Sprintf("block %d does not link to the hash of block %d", b.No, want-1)}, nil
 	case b.ComputeHash() != b.BlockHash:
-		return &Problem{Kind: ProblemBlockHash, Block: b.No, Detail: fmt.Sprintf("block %d: its stored hash does not match its contents", b.No)}, nil
+		return &AuditProblem{Kind: ProblemBlockHash, Block: b.No, Detail: fmt.Sprintf("block %d: its stored hash does not match its contents", b.No)}, nil
 	case len(b.Leaves) != len(b.EntryIDs) || audit.Root(b.Leaves) != b.MerkleRoot:
-		return &Problem{Kind: ProblemMerkleRoot, Block: b.No, Detail: fmt.Sprintf("block %d: its leaf hashes do not match its Merkle root", b.No)}, nil
+		return &AuditProblem{Kind: ProblemMerkleRoot, Block: b.No, Detail: fmt.Sprintf("block %d: its leaf hashes do not match its Merkle root", b.No)}, nil
 	}
 	rows, err := tx.Query(ctx, `SELECT `+auditEntryColumns+` FROM velocity.audit_entry
 		WHERE (xid, id) > ($1::xid8, $2) AND (xid, id) <= ($3::xid8, $4) ORDER BY xid, id`,
@@ -367,21 +369,21 @@ func verifyBlock(ctx context.Context, tx pgx.Tx, prev, b *audit.Block) (*Problem
 		switch {
 		case i < len(got) && i < len(b.EntryIDs) && got[i].ID == b.EntryIDs[i] && !dup:
 			if got[i].Leaf() != b.Leaves[i] {
-				return &Problem{Kind: ProblemEntryChanged, Block: b.No, EntryID: got[i].ID, Position: &pos,
+				return &AuditProblem{Kind: ProblemEntryChanged, Block: b.No, EntryID: got[i].ID, Position: &pos,
 					Detail: fmt.Sprintf("entry %d (block %d, position %d) was changed after it was sealed", got[i].ID, b.No, i)}, nil
 			}
 		case i < len(got) && (dup || !hasKey(listed, got[i].ID)):
-			return &Problem{Kind: ProblemEntryInserted, Block: b.No, EntryID: got[i].ID,
+			return &AuditProblem{Kind: ProblemEntryInserted, Block: b.No, EntryID: got[i].ID,
 				Detail: fmt.Sprintf("entry %d lies within block %d but was not sealed in it: inserted afterwards", got[i].ID, b.No)}, nil
 		case i < len(b.EntryIDs) && !present[b.EntryIDs[i]]:
-			return &Problem{Kind: ProblemEntryMissing, Block: b.No, EntryID: b.EntryIDs[i], Position: &pos,
+			return &AuditProblem{Kind: ProblemEntryMissing, Block: b.No, EntryID: b.EntryIDs[i], Position: &pos,
 				Detail: fmt.Sprintf("entry %d (block %d, position %d) is gone: deleted after it was sealed", b.EntryIDs[i], b.No, i)}, nil
 		default:
 			id := int64(0)
 			if i < len(got) {
 				id = got[i].ID
 			}
-			return &Problem{Kind: ProblemReordered, Block: b.No, EntryID: id, Position: &pos,
+			return &AuditProblem{Kind: ProblemReordered, Block: b.No, EntryID: id, Position: &pos,
 				Detail: fmt.Sprintf("block %d: position %d holds entry %d, but entry %d was sealed there: entries were reordered", b.No, i, id, b.EntryIDs[i])}, nil
 		}
 	}
@@ -492,4 +494,115 @@ func AuditProof(ctx context.Context, pool *pgxpool.Pool, id int64) (*Proof, erro
 		p.Verified = true
 	}
 	return p, nil
+}
+
+// AuditFilter selects entries for ListAudit. Empty fields do not filter.
+type AuditFilter struct {
+	Since, Until *time.Time
+	Actor        string
+	Action       string
+	Outcome      string
+	Schema       string
+	Record       string
+	RequestID    string
+	Limit        int
+	// Cursor is the next_cursor of the page before.
+	Cursor string
+}
+
+// AuditItem is an entry as listed, with its detail as JSON.
+type AuditItem struct {
+	audit.Entry
+	Detail json.RawMessage `json:"detail"`
+}
+
+// ErrBadCursor means an audit cursor was not one ListAudit made.
+var ErrBadCursor = errors.New("invalid cursor")
+
+// ListAudit pages through the entries newest first, in (xid, id) order (the sealing order),
+// on pool (the owner's: the API checks platform_admin before it calls this). The cursor is
+// "<xid>-<id>" of the last entry of the page before.
+func ListAudit(ctx context.Context, pool *pgxpool.Pool, f AuditFilter) ([]AuditItem, string, error) {
+	if f.Limit <= 0 {
+		f.Limit = 100
+	}
+	var where []string
+	var args []any
+	add := func(cond string, v any) {
+		args = append(args, v)
+		where = append(where, fmt.Sprintf(cond, len(args)))
+	}
+	if f.Cursor != "" {
+		x, id, ok := strings.Cut(f.Cursor, "-")
+		xid, err1 := strconv.ParseUint(x, 10, 64)
+		eid, err2 := strconv.ParseInt(id, 10, 64)
+		if !ok || err1 != nil || err2 != nil {
+			return nil, "", ErrBadCursor
+		}
+		args = append(args, strconv.FormatUint(xid, 10), eid)
+		where = append(where, fmt.Sprintf("(xid, id) < ($%d::xid8, $%d)", len(args)-1, len(args)))
+	}
+	if f.Since != nil {
+		add("at >= $%d", *f.Since)
+	}
+	if f.Until != nil {
+		add("at < $%d", *f.Until)
+	}
+	if f.Actor != "" {
+		add("actor = $%d", f.Actor)
+	}
+	if f.Action != "" {
+		add("action = $%d", f.Action)
+	}
+	if f.Outcome != "" {
+		add("outcome = $%d::velocity.audit_outcome", f.Outcome)
+	}
+	if f.Schema != "" {
+		add("schema_key = $%d", f.Schema)
+	}
+	if f.Record != "" {
+		add("record_id = $%d", f.Record)
+	}
+	if f.RequestID != "" {
+		add("request_id = $%d", f.RequestID)
+	}
+	sql := `SELECT ` + auditEntryColumns + ` FROM velocity.audit_entry`
+	if len(where) > 0 {
+		sql += " WHERE " + strings.Join(where, " AND ")
+	}
+	args = append(args, f.Limit+1)
+	sql += fmt.Sprintf(" ORDER BY xid DESC, id DESC LIMIT $%d", len(args))
+	rows, err := pool.Query(ctx, sql, args...)
+	if err != nil {
+		return nil, "", fmt.Errorf("list audit: %w", Interpret(err))
+	}
+	entries, err := pgx.CollectRows(rows, scanAuditEntry)
+	if err != nil {
+		return nil, "", fmt.Errorf("list audit: %w", Interpret(err))
+	}
+	next := ""
+	if len(entries) > f.Limit {
+		entries = entries[:f.Limit]
+		last := entries[len(entries)-1]
+		next = strconv.FormatUint(last.XID, 10) + "-" + strconv.FormatInt(last.ID, 10)
+	}
+	items := make([]AuditItem, len(entries))
+	for i, e := range entries {
+		items[i] = AuditItem{Entry: e, Detail: json.RawMessage(e.Detail)}
+	}
+	return items, next, nil
+}
+
+// AuditLag is the sealing lag now: how many entries wait after the head block, and since
+// when the first of them (in sealing order) has waited. It reads two index ranges.
+func AuditLag(ctx context.Context, pool *pgxpool.Pool) (unsealed int64, oldest *time.Time, err error) {
+	err = pool.QueryRow(ctx, `WITH head AS (
+		  SELECT coalesce((SELECT last_xid FROM velocity.audit_block ORDER BY block_no DESC LIMIT 1), '0'::xid8) AS x,
+		         coalesce((SELECT last_id FROM velocity.audit_block ORDER BY block_no DESC LIMIT 1), 0) AS i)
+		SELECT (SELECT count(*) FROM velocity.audit_entry e, head WHERE (e.xid, e.id) > (head.x, head.i)),
+		       (SELECT e.at FROM velocity.audit_entry e, head WHERE (e.xid, e.id) > (head.x, head.i) ORDER BY e.xid, e.id LIMIT 1)`).Scan(&unsealed, &oldest)
+	if err != nil {
+		return 0, nil, fmt.Errorf("audit lag: %w", err)
+	}
+	return unsealed, oldest, nil
 }

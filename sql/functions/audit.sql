@@ -74,8 +74,9 @@ BEGIN
     ELSE
       target := row_image ->> 'login';
   END CASE;
-  INSERT INTO velocity.audit_entry (action, outcome, schema_key, record_id, reason, request_id, detail)
-  VALUES (kind || '.' || verb, 'allowed', schema_key, target,
+  -- The owner session applies schemas on behalf of the API actor named in applied_by.
+  INSERT INTO velocity.audit_entry (action, outcome, actor, schema_key, record_id, reason, request_id, detail)
+  VALUES (kind || '.' || verb, 'allowed', coalesce(row_image ->> 'applied_by', velocity.current_actor_id()), schema_key, target,
           NULLIF(current_setting('velocity.reason', true), ''), NULLIF(current_setting('velocity.request_id', true), ''),
           row_image);
   RETURN NULL;
