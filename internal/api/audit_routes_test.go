@@ -142,11 +142,11 @@ func TestAuditListFiltersAndPages(t *testing.T) {
 	require.Len(t, items, 1)
 
 	for q, loc := range map[string]string{
-		"since=yesterday":        "query.since",
-		"cursor=12":              "query.cursor",
-		"cursor=1-2-x":           "query.cursor",
-		"outcome=maybe":          "query.outcome",
-		"limit=0":                "query.limit",
+		"since=yesterday":       "query.since",
+		"cursor=12":             "query.cursor",
+		"cursor=1-2-x":          "query.cursor",
+		"outcome=maybe":         "query.outcome",
+		"limit=0":               "query.limit",
 		"actor=" + longString(): "query.actor",
 	} {
 		r := e.do("GET", "/admin/audit?"+q, e.admin, nil)

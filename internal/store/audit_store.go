@@ -224,11 +224,11 @@ const (
 
 // VerifyReport is the outcome of VerifyAudit.
 type VerifyReport struct {
-	OK      bool     `json:"ok"`
+	OK      bool          `json:"ok"`
 	Problem *AuditProblem `json:"problem,omitempty"`
-	Blocks  int64    `json:"blocks"`
-	Entries int64    `json:"entries"`
-	Head    *Digest  `json:"head,omitempty"`
+	Blocks  int64         `json:"blocks"`
+	Entries int64         `json:"entries"`
+	Head    *Digest       `json:"head,omitempty"`
 	// Unsealed counts entries after the head; OldestUnsealed is the time of the first of
 	// them in sealing order, and SealingLag how long it has waited.
 	Unsealed       int64      `json:"unsealed"`
