@@ -500,3 +500,28 @@ func TestPlanJSON(t *testing.T) {
 	require.Equal(t, planner.Build(&old, next), back)
 	require.NotContains(t, string(raw), `"breaking"`, "an empty breaking list is omitted")
 }
+
+// The history writer holds the masked and redacted field lists, so a change to either
+// regenerates it; other changes leave it alone.
+func TestBuildRegeneratesWriterForMasks(t *testing.T) {
+	t.Parallel()
+	base := orders(t)
+	for _, c := range []struct {
+		name   string
+		change func(d *schemadef.Definition)
+		writer bool
+	}{
+		{"sensitive on", func(d *schemadef.Definition) { d.Spec.Fields[1].Sensitive = !d.Spec.Fields[1].Sensitive }, true},
+		{"redact", func(d *schemadef.Definition) { d.Spec.History.Redact = append(d.Spec.History.Redact, d.Spec.Fields[2].Name) }, true},
+		{"version only", func(*schemadef.Definition) {}, false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			next := orders(t)
+			next.Spec.Version++
+			c.change(&next)
+			require.NoError(t, next.Validate())
+			sql := planner.Build(&base, next).SQL()
+			require.Equal(t, c.writer, strings.Contains(sql, "__history_write"), sql)
+		})
+	}
+}
