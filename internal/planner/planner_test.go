@@ -512,7 +512,9 @@ func TestBuildRegeneratesWriterForMasks(t *testing.T) {
 		writer bool
 	}{
 		{"sensitive on", func(d *schemadef.Definition) { d.Spec.Fields[1].Sensitive = !d.Spec.Fields[1].Sensitive }, true},
-		{"redact", func(d *schemadef.Definition) { d.Spec.History.Redact = append(d.Spec.History.Redact, d.Spec.Fields[2].Name) }, true},
+		{"redact", func(d *schemadef.Definition) {
+			d.Spec.History.Redact = append(d.Spec.History.Redact, d.Spec.Fields[2].Name)
+		}, true},
 		{"version only", func(*schemadef.Definition) {}, false},
 	} {
 		t.Run(c.name, func(t *testing.T) {
