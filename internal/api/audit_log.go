@@ -42,29 +42,36 @@ const (
 // are audited by Postgres in their own transactions; this log adds who was let in or turned
 // away. A crash can lose at most the batch being gathered (decisionWait).
 type decisionLog struct {
-	st   *store.Store
-	log  *slog.Logger
-	in   chan decision
-	done chan struct{}
+	st  *store.Store
+	log *slog.Logger
+	in  chan decision
+	// closing wakes senders waiting for room at shutdown; stop tells the batcher that no
+	// sender is left, so it drains the queue and ends; done is closed when it has.
+	closing, stop, done chan struct{}
+	once                sync.Once
 
 	mu     sync.RWMutex
 	closed bool
 }
 
 func newDecisionLog(st *store.Store, log *slog.Logger) *decisionLog {
-	d := &decisionLog{st: st, log: log, in: make(chan decision, decisionQueue), done: make(chan struct{})}
+	d := &decisionLog{st: st, log: log, in: make(chan decision, decisionQueue),
+		closing: make(chan struct{}), stop: make(chan struct{}), done: make(chan struct{})}
 	go d.run()
 	return d
 }
 
-// add queues e. After Close it writes e at once, so requests finishing during a shutdown are
-// still audited.
+// add queues e. During and after Close it writes e at once, so requests finishing during a
+// shutdown are still audited.
 func (d *decisionLog) add(e decision) {
 	d.mu.RLock()
 	if !d.closed {
-		d.in <- e
-		d.mu.RUnlock()
-		return
+		select {
+		case d.in <- e:
+			d.mu.RUnlock()
+			return
+		case <-d.closing:
+		}
 	}
 	d.mu.RUnlock()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -72,14 +79,15 @@ func (d *decisionLog) add(e decision) {
 	d.write(ctx, []decision{e})
 }
 
-// Close writes what is queued and stops the batcher.
+// Close writes what is queued and stops the batcher, waiting for it until ctx ends.
 func (d *decisionLog) Close(ctx context.Context) {
-	d.mu.Lock()
-	if !d.closed {
+	d.once.Do(func() {
+		close(d.closing) // no sender stays blocked on a full queue
+		d.mu.Lock()      // wait for senders in flight
 		d.closed = true
-		close(d.in)
-	}
-	d.mu.Unlock()
+		d.mu.Unlock()
+		close(d.stop)
+	})
 	select {
 	case <-d.done:
 	case <-ctx.Done():
@@ -90,19 +98,27 @@ func (d *decisionLog) run() {
 	defer close(d.done)
 	batch := make([]decision, 0, decisionBatch)
 	for {
-		e, ok := <-d.in
-		if !ok {
-			return
+		select {
+		case e := <-d.in:
+			batch = append(batch[:0], e)
+		case <-d.stop:
+			// Nobody sends any more: what is queued is all there is.
+			for {
+				batch = batch[:0]
+				for len(batch) < decisionBatch && len(d.in) > 0 {
+					batch = append(batch, <-d.in)
+				}
+				if len(batch) == 0 {
+					return
+				}
+				d.write(context.Background(), batch)
+			}
 		}
-		batch = append(batch[:0], e)
 		timer := time.NewTimer(decisionWait)
 	gather:
 		for len(batch) < decisionBatch {
 			select {
-			case e, ok := <-d.in:
-				if !ok {
-					break gather
-				}
+			case e := <-d.in:
 				batch = append(batch, e)
 			case <-timer.C:
 				break gather

@@ -241,3 +241,18 @@ func TestAuditSealVerifyDigestProof(t *testing.T) {
 	require.EqualValues(t, entry, problem["entry_id"])
 	require.EqualValues(t, 1, problem["block"])
 }
+
+// Close writes every decision still queued, and decisions made after it are written at once.
+func TestAuditDecisionsFlushOnClose(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, api.Config{})
+	e.apply("testdata/orders.yaml")
+	for range 20 {
+		e.do("GET", ordersPath, e.admin, nil)
+	}
+	e.server.Close(context.Background())
+	e.do("GET", ordersPath, e.admin, nil)
+	var n int
+	require.NoError(t, e.super.QueryRow(context.Background(), `SELECT count(*)::int FROM velocity.audit_entry WHERE action = 'authz'`).Scan(&n))
+	require.Equal(t, 22, n, "20 lists, the apply, and the list after Close")
+}
