@@ -204,6 +204,7 @@ func newRoot(stdout, stderr io.Writer, getenv func(string) string) *cobra.Comman
 		newDevCmd(g),
 		newServeCmd(g),
 		newWorkerCmd(g),
+		newAuditCmd(g),
 	)
 	for _, c := range root.Commands() {
 		rejectUnknownSubcommands(c)
