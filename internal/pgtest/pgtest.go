@@ -11,7 +11,10 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -74,6 +77,32 @@ func dropDatabases() {
 	_, _ = c.Exec(ctx, "DROP DATABASE IF EXISTS "+srv.template+" WITH (FORCE)")
 }
 
+// ownerFile holds the pid of the test process that started a cluster.
+const ownerFile = "owner.pid"
+
+// sweepOrphans stops and removes the clusters of test processes that died without stopping
+// them (a panic skips Main's cleanup), so they do not pile up on a developer's machine.
+func sweepOrphans() {
+	dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), "vpg*"))
+	for _, dir := range dirs {
+		raw, err := os.ReadFile(filepath.Join(dir, ownerFile))
+		if err != nil {
+			continue // not ours, or still starting
+		}
+		owner, err := strconv.Atoi(strings.TrimSpace(string(raw)))
+		if err != nil || owner <= 0 || syscall.Kill(owner, 0) != syscall.ESRCH {
+			continue // its test process still runs
+		}
+		if pm, err := os.ReadFile(filepath.Join(dir, "data", "postmaster.pid")); err == nil {
+			line, _, _ := strings.Cut(string(pm), "\n")
+			if pid, err := strconv.Atoi(strings.TrimSpace(line)); err == nil && pid > 0 {
+				_ = syscall.Kill(pid, syscall.SIGQUIT) // immediate shutdown: the data is thrown away
+			}
+		}
+		_ = os.RemoveAll(dir)
+	}
+}
+
 func setup() {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
@@ -96,8 +125,13 @@ func setup() {
 		}
 		srv.userDSN = func(user, db string) string { return srv.loginDSN(user, srv.password, db) }
 	} else {
+		sweepOrphans()
 		dir, err := os.MkdirTemp("", "vpg")
 		if err != nil {
+			srv.err = err
+			return
+		}
+		if err := os.WriteFile(filepath.Join(dir, ownerFile), []byte(strconv.Itoa(os.Getpid())), 0o644); err != nil {
 			srv.err = err
 			return
 		}

@@ -2,6 +2,9 @@ package pgtest_test
 
 import (
 	"context"
+	"os"
+	"path/filepath"
+	"strconv"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -43,4 +46,23 @@ func TestTestTxRollsBack(t *testing.T) {
 			require.NoError(t, err)
 		})
 	}
+}
+
+// A cluster left by a test process that died is stopped and removed by the next one.
+func TestSweepOrphans(t *testing.T) {
+	dir, err := os.MkdirTemp("", "vpg")
+	require.NoError(t, err)
+	defer os.RemoveAll(dir)
+	// A pid that cannot be running: beyond the kernel's pid_max.
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "owner.pid"), []byte("99999999"), 0o644))
+	live, err := os.MkdirTemp("", "vpg")
+	require.NoError(t, err)
+	defer os.RemoveAll(live)
+	require.NoError(t, os.WriteFile(filepath.Join(live, "owner.pid"), []byte(strconv.Itoa(os.Getpid())), 0o644))
+
+	pgtest.SweepOrphans()
+	_, err = os.Stat(dir)
+	require.True(t, os.IsNotExist(err), "the orphan is removed")
+	_, err = os.Stat(live)
+	require.NoError(t, err, "a live test's cluster stays")
 }

@@ -1,0 +1,4 @@
+package pgtest
+
+// SweepOrphans lets the tests run the sweep.
+var SweepOrphans = sweepOrphans
