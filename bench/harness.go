@@ -81,10 +81,12 @@ type harness struct {
 	dir       string
 	cluster   *pgcluster.Cluster
 	store     *store.Store
-	server    *http.Server
+	log       *slog.Logger
+	apis      []*api.Server // the API instances (serveAPI) and their HTTP servers
+	servers   []*http.Server
 	floor     *http.Server // serves the HTTP floor: a stored response, nothing else
 	floorURL  string
-	stop      context.CancelFunc // ends the API's schema listener
+	stops     []context.CancelFunc // end the API instances' schema listeners
 	client    *http.Client
 	apiKey    string
 	baseURL   string // the API's http://host:port
@@ -101,7 +103,7 @@ type harness struct {
 // migrate, open the store, make an admin key, serve the API), then applies the benchmarked
 // definition. Close undoes all of it, also after an error part way.
 func startHarness(ctx context.Context, log *slog.Logger) (h *harness, err error) {
-	h = &harness{}
+	h = &harness{log: log}
 	defer func() {
 		if err != nil {
 			h.Close()
@@ -198,35 +200,49 @@ func (h *harness) prepare(ctx context.Context) error {
 
 // serve runs the API on a loopback port and builds the keep-alive client that loads it.
 func (h *harness) serve(ctx context.Context, log *slog.Logger) error {
-	server, err := api.New(ctx, h.store, api.Config{Logger: log})
-	if err != nil {
+	var err error
+	if h.baseURL, err = h.serveAPI(ctx, api.Config{Logger: log}, "velocity-server"); err != nil {
 		return err
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return fmt.Errorf("listen: %w", err)
-	}
-	lctx, stop := context.WithCancel(context.Background())
-	h.stop = stop
-	go server.Listen(lctx)
-	h.server = &http.Server{Handler: server, ReadHeaderTimeout: 10 * time.Second}
-	// Connection goroutines inherit this label, so a CPU profile tells server from client.
-	pprof.Do(ctx, pprof.Labels("side", "velocity-server"), func(context.Context) {
-		go func() {
-			if err := h.server.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
-				log.Error("serve", "err", err)
-			}
-		}()
-	})
 	h.client = &http.Client{Transport: &http.Transport{
 		MaxIdleConns:        1024,
 		MaxIdleConnsPerHost: 1024, // above any client count, so every worker keeps its connection
 		IdleConnTimeout:     time.Minute,
 		DisableCompression:  true,
 	}}
-	h.baseURL = "http://" + ln.Addr().String()
 	h.recordURL = h.baseURL + h.table.Spec.Path()
 	return nil
+}
+
+// serveAPI serves an API instance with cfg over the harness's store on a new loopback port
+// and returns its http://host:port. The same client and key reach every instance; side
+// labels the instance's goroutines in a CPU profile. Close stops it.
+func (h *harness) serveAPI(ctx context.Context, cfg api.Config, side string) (string, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = h.log
+	}
+	server, err := api.New(ctx, h.store, cfg)
+	if err != nil {
+		return "", err
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", fmt.Errorf("listen: %w", err)
+	}
+	lctx, stop := context.WithCancel(context.Background())
+	h.stops = append(h.stops, stop)
+	go server.Listen(lctx)
+	hs := &http.Server{Handler: server, ReadHeaderTimeout: 10 * time.Second}
+	h.apis, h.servers = append(h.apis, server), append(h.servers, hs)
+	// Connection goroutines inherit this label, so a CPU profile tells server from client.
+	pprof.Do(ctx, pprof.Labels("side", side), func(context.Context) {
+		go func() {
+			if err := hs.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+				cfg.Logger.Error("serve", "side", side, "err", err)
+			}
+		}()
+	})
+	return "http://" + ln.Addr().String(), nil
 }
 
 // serveFloor reads record id through the API once and serves that response, headers and
@@ -276,15 +292,21 @@ func (h *harness) floorRead(ctx context.Context) error {
 
 // Close stops the API and the cluster and removes the temporary directory.
 func (h *harness) Close() {
-	for _, s := range []*http.Server{h.server, h.floor} {
+	for _, s := range append(h.servers, h.floor) {
 		if s != nil {
 			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			_ = s.Shutdown(sctx)
 			cancel()
 		}
 	}
-	if h.stop != nil {
-		h.stop()
+	for _, a := range h.apis {
+		// Writes the decisions' audit entries still queued, while the store is open.
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		a.Close(sctx)
+		cancel()
+	}
+	for _, stop := range h.stops {
+		stop()
 	}
 	if h.store != nil {
 		h.store.Close()

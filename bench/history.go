@@ -37,6 +37,53 @@ const (
 // historyRounds is how many times each side of a write-cost test runs, in turns.
 const historyRounds = 3
 
+// twoTables applies the benchmarked definition twice, as orgs a and b, for a comparison of
+// two ways to provision it, and opens a superuser pool to change one of them with.
+func (h *harness) twoTables(ctx context.Context, a, b string) (*sqlbuild.Table, *sqlbuild.Table, *pgxpool.Pool, error) {
+	ta, err := h.applyOrders(ctx, a)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	tb, err := h.applyOrders(ctx, b)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	super, err := h.baselinePool(ctx, 2)
+	return ta, tb, super, err
+}
+
+// withoutAudit replaces t's history writer with one that writes no audit entry.
+func withoutAudit(ctx context.Context, super *pgxpool.Pool, t *sqlbuild.Table) error {
+	if _, err := super.Exec(ctx, planner.HistoryWriter(t.Spec, planner.WriterOptions{NoAudit: true})); err != nil {
+		return fmt.Errorf("provision %s without audit: %w", sqlbuild.Qualified(t.Names.Schema, t.Names.Table), err)
+	}
+	return nil
+}
+
+// side is one side of a comparison: a name for the profile labels and its operation.
+type side struct {
+	name string
+	op   func(context.Context) error
+}
+
+// inTurns runs l on a and b in turns, historyRounds times each, so drift on a shared host (the
+// tables growing, someone else's load) falls on both alike, and returns each side's means.
+func (l load) inTurns(ctx context.Context, what string, a, b side) (measurement, measurement, error) {
+	var runs [2][]measurement
+	for round := 1; round <= historyRounds; round++ {
+		for i, s := range []side{a, b} {
+			progress(fmt.Sprintf("%s, round %d: %s", what, round, s.name))
+			l.side, l.op = s.name, s.op
+			m, err := l.run(ctx)
+			if err != nil {
+				return measurement{}, measurement{}, err
+			}
+			runs[i] = append(runs[i], m)
+		}
+	}
+	return meanOf(runs[0]), meanOf(runs[1]), nil
+}
+
 // meanOf averages measurements of the same test: counts, rates, latencies and CPU.
 func meanOf(ms []measurement) measurement {
 	var out measurement
@@ -94,15 +141,7 @@ type historyReport struct {
 func runHistory(ctx context.Context, h *harness, cfg config) (*historyReport, error) {
 	rep := &historyReport{}
 	// Two fresh tables of the same definition, seeded alike; one loses its history triggers.
-	with, err := h.applyOrders(ctx, "benchhist")
-	if err != nil {
-		return nil, err
-	}
-	bare, err := h.applyOrders(ctx, "benchbare")
-	if err != nil {
-		return nil, err
-	}
-	super, err := h.baselinePool(ctx, 2)
+	with, bare, super, err := h.twoTables(ctx, "benchhist", "benchbare")
 	if err != nil {
 		return nil, err
 	}
@@ -115,8 +154,8 @@ func runHistory(ctx context.Context, h *harness, cfg config) (*historyReport, er
 	}
 	// The writer also appends the change's audit entry; the audit benchmark measures that.
 	// Here the history side writes what this test is about: the event and the outbox row.
-	if _, err := super.Exec(ctx, planner.HistoryWriter(with.Spec, planner.WriterOptions{NoAudit: true})); err != nil {
-		return nil, fmt.Errorf("provision %s without audit: %w", sqlbuild.Qualified(with.Names.Schema, with.Names.Table), err)
+	if err := withoutAudit(ctx, super, with); err != nil {
+		return nil, err
 	}
 
 	// Write cost: create and update through REST on both tables.
@@ -136,27 +175,14 @@ func runHistory(ctx context.Context, h *harness, cfg config) (*historyReport, er
 		{"create", h.post(withURL), h.post(bareURL)},
 		{"update", h.patchRandom(withURL, withIDs), h.patchRandom(bareURL, bareIDs)},
 	} {
-		// The two sides take turns, historyRounds times each, so drift on a shared host (the
-		// tables growing, someone else's load) falls on both alike.
 		wc := writeCost{Case: c.name, Clients: historyClients, Rounds: historyRounds}
 		l := load{name: "history-" + c.name, clients: historyClients, postmaster: h.postmaster, settle: h.settleTables(with, bare), warmup: cfg.warmup, duration: cfg.duration}
-		var withRuns, bareRuns []measurement
-		for round := 1; round <= historyRounds; round++ {
-			progress(fmt.Sprintf("history %s, %d clients, round %d: with history", c.name, historyClients, round))
-			l.side, l.op = "with-history", c.with
-			m, err := l.run(ctx)
-			if err != nil {
-				return nil, err
-			}
-			withRuns = append(withRuns, m)
-			progress(fmt.Sprintf("history %s, %d clients, round %d: without history", c.name, historyClients, round))
-			l.side, l.op = "without-history", c.bare
-			if m, err = l.run(ctx); err != nil {
-				return nil, err
-			}
-			bareRuns = append(bareRuns, m)
+		var err error
+		wc.History, wc.Bare, err = l.inTurns(ctx, fmt.Sprintf("history %s, %d clients", c.name, historyClients),
+			side{"with-history", c.with}, side{"without-history", c.bare})
+		if err != nil {
+			return nil, err
 		}
-		wc.History, wc.Bare = meanOf(withRuns), meanOf(bareRuns)
 		wc.Ratio, wc.CPURatio = ratios(wc.History, wc.Bare)
 		rep.Write = append(rep.Write, wc)
 	}

@@ -3,6 +3,9 @@
 //
 //	go run ./bench [-duration 5s] [-warmup 1s] [-clients 1,16,64] [-json] [-cpuprofile FILE]
 //
+// -history and -audit add the time machine's and the audit log's tests; -core=false runs
+// only those.
+//
 // The profile labels each sample with side (velocity, velocity-server, baseline), case and
 // clients: go tool pprof -tagfocus side=velocity-server FILE shows the API's own work.
 package main
@@ -44,6 +47,8 @@ type config struct {
 	history          bool
 	core             bool
 	snapshotRecords  int
+	audit            bool
+	auditEntries     int
 }
 
 // benchCase is one operation as Velocity serves it and as the baseline runs it.
@@ -92,6 +97,7 @@ type report struct {
 	Results []result       `json:"results"`
 	Floors  []floor        `json:"http_floor"`
 	History *historyReport `json:"history,omitempty"`
+	Audit   *auditReport   `json:"audit,omitempty"`
 	Goals   []goal         `json:"goals"`
 }
 
@@ -106,6 +112,8 @@ func main() {
 	flag.BoolVar(&cfg.core, "core", true, "measure create and read against bare pgx, and the HTTP floor")
 	flag.BoolVar(&cfg.history, "history", true, "also measure the time machine: history write cost, point-in-time reads, snapshots")
 	flag.IntVar(&cfg.snapshotRecords, "snapshot-records", 1000000, "records in the snapshot test (0 skips it)")
+	flag.BoolVar(&cfg.audit, "audit", true, "also measure the audit log: its write cost, sealing and verify throughput, sealing lag under load")
+	flag.IntVar(&cfg.auditEntries, "audit-entries", 1000000, "entries in the sealing and verify test (0 skips it)")
 	flag.Parse()
 	for _, s := range strings.Split(clients, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(s))
@@ -195,6 +203,11 @@ func run(ctx context.Context, cfg config, out io.Writer) error {
 			return err
 		}
 	}
+	if cfg.audit {
+		if rep.Audit, err = runAudit(ctx, h, cfg); err != nil {
+			return err
+		}
+	}
 	rep.Goals = []goal{}
 	for _, g := range goals {
 		i := slices.IndexFunc(rep.Results, func(r result) bool { return r.Case == g.Case && r.Clients == g.Clients })
@@ -207,6 +220,9 @@ func run(ctx context.Context, cfg config, out io.Writer) error {
 	}
 	if rep.History != nil {
 		rep.Goals = append(rep.Goals, rep.History.goals()...)
+	}
+	if rep.Audit != nil {
+		rep.Goals = append(rep.Goals, rep.Audit.goals()...)
 	}
 	if cfg.json {
 		enc := json.NewEncoder(out)
@@ -304,6 +320,11 @@ func (rep report) print(out io.Writer) error {
 	}
 	if rep.History != nil {
 		if err := rep.History.print(out); err != nil {
+			return err
+		}
+	}
+	if rep.Audit != nil {
+		if err := rep.Audit.print(out); err != nil {
 			return err
 		}
 	}
