@@ -45,6 +45,22 @@ type SealResult struct {
 // must mean the column, not its text.
 const auditEntryColumns = `id, xid::text AS xid_text, at, action, outcome::text, actor, strategy, fail_mode, layer, schema_key, record_id, reason, request_id, detail::text`
 
+// beginAudit starts a transaction over the audit tables. Their range reads are prepared
+// statements with (xid, id) bounds; after five runs Postgres may switch to a generic plan
+// that, knowing no bounds, scans the whole log. Custom plans keep each read on the index:
+// without this a sealer run every second, and verify's every page, slowed as the log grew.
+func beginAudit(ctx context.Context, pool *pgxpool.Pool, opts pgx.TxOptions) (pgx.Tx, error) {
+	tx, err := pool.BeginTx(ctx, opts)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := tx.Exec(ctx, "SET LOCAL plan_cache_mode = force_custom_plan"); err != nil {
+		_ = tx.Rollback(ctx)
+		return nil, err
+	}
+	return tx, nil
+}
+
 func scanAuditEntry(row pgx.CollectableRow) (audit.Entry, error) {
 	var e audit.Entry
 	var xid string
@@ -117,7 +133,7 @@ func SealAudit(ctx context.Context, pool *pgxpool.Pool, opt SealOptions) (SealRe
 }
 
 func sealBatch(ctx context.Context, pool *pgxpool.Pool, opt SealOptions) (int, *audit.Block, error) {
-	tx, err := pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead})
+	tx, err := beginAudit(ctx, pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead})
 	if err != nil {
 		return 0, nil, fmt.Errorf("seal audit: %w", err)
 	}
@@ -249,7 +265,7 @@ func digestOf(b audit.Block, entries int64) *Digest {
 // it also checks that the log still holds that block with that hash.
 func VerifyAudit(ctx context.Context, pool *pgxpool.Pool, digest *Digest) (VerifyReport, error) {
 	var rep VerifyReport
-	tx, err := pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
+	tx, err := beginAudit(ctx, pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
 	if err != nil {
 		return rep, fmt.Errorf("verify audit: %w", err)
 	}
@@ -261,8 +277,9 @@ func VerifyAudit(ctx context.Context, pool *pgxpool.Pool, digest *Digest) (Verif
 		if prev != nil {
 			after = prev.No
 		}
-		// Blocks a page at a time, so memory stays bounded whatever the log's length.
-		rows, err := tx.Query(ctx, `SELECT `+auditBlockColumns+` FROM velocity.audit_block WHERE block_no > $1 ORDER BY block_no LIMIT 64`, after)
+		// Blocks a page at a time, with the entries of the whole page in one range read, so
+		// memory stays bounded whatever the log's length and a block costs no query of its own.
+		rows, err := tx.Query(ctx, `SELECT `+auditBlockColumns+` FROM velocity.audit_block WHERE block_no > $1 ORDER BY block_no LIMIT $2`, after, verifyPage)
 		if err != nil {
 			return rep, fmt.Errorf("verify audit: read blocks: %w", err)
 		}
@@ -273,12 +290,34 @@ func VerifyAudit(ctx context.Context, pool *pgxpool.Pool, digest *Digest) (Verif
 		if len(blocks) == 0 {
 			break
 		}
+		fromXID, fromID := "0", int64(0)
+		if prev != nil {
+			fromXID, fromID = strconv.FormatUint(prev.LastXID, 10), prev.LastID
+		}
+		last := blocks[len(blocks)-1]
+		rows, err = tx.Query(ctx, `SELECT `+auditEntryColumns+` FROM velocity.audit_entry
+			WHERE (xid, id) > ($1::xid8, $2) AND (xid, id) <= ($3::xid8, $4) ORDER BY xid, id`,
+			fromXID, fromID, strconv.FormatUint(last.LastXID, 10), last.LastID)
+		if err != nil {
+			return rep, fmt.Errorf("verify audit: read entries: %w", err)
+		}
+		entries, err := pgx.CollectRows(rows, scanAuditEntry)
+		if err != nil {
+			return rep, fmt.Errorf("verify audit: read entries: %w", err)
+		}
 		for i := range blocks {
 			b := &blocks[i]
-			if p, err := verifyBlock(ctx, tx, prev, b); err != nil || p != nil {
-				rep.Problem = p
-				return rep, err
+			// This block's range starts just after the block before it ends: an entry slipped
+			// in between two blocks is caught as well as one inside a block.
+			n := 0
+			for n < len(entries) && !after2(entries[n].XID, entries[n].ID, b.LastXID, b.LastID) {
+				n++
 			}
+			if p := verifyBlock(prev, b, entries[:n]); p != nil {
+				rep.Problem = p
+				return rep, nil
+			}
+			entries = entries[n:]
 			rep.Blocks++
 			rep.Entries += int64(len(b.EntryIDs))
 			if digest != nil && b.No == digest.Block {
@@ -320,35 +359,30 @@ func VerifyAudit(ctx context.Context, pool *pgxpool.Pool, digest *Digest) (Verif
 	return rep, nil
 }
 
-// verifyBlock checks b against the block before it and against the entries that are now in
-// its range, which starts just after prev's last entry: an entry slipped in between two
-// blocks is caught as well as one inside a block.
-func verifyBlock(ctx context.Context, tx pgx.Tx, prev, b *audit.Block) (*AuditProblem, error) {
+// verifyPage is how many blocks verify reads at a time.
+const verifyPage = 16
+
+// after2 reports whether (xid, id) comes after (lastXID, lastID) in sealing order.
+func after2(xid uint64, id int64, lastXID uint64, lastID int64) bool {
+	return xid > lastXID || xid == lastXID && id > lastID
+}
+
+// verifyBlock checks b against the block before it and against got, the entries that are now
+// in its range, in (xid, id) order.
+func verifyBlock(prev, b *audit.Block, got []audit.Entry) *AuditProblem {
 	want, wantPrev := int64(1), audit.Hash{}
-	fromXID, fromID := "0", int64(0)
 	if prev != nil {
 		want, wantPrev = prev.No+1, prev.BlockHash
-		fromXID, fromID = strconv.FormatUint(prev.LastXID, 10), prev.LastID
 	}
 	switch {
 	case b.No != want:
-		return &AuditProblem{Kind: ProblemBlockGap, Block: want, Detail: fmt.Sprintf("block %d is missing: the next block is %d", want, b.No)}, nil
+		return &AuditProblem{Kind: ProblemBlockGap, Block: want, Detail: fmt.Sprintf("block %d is missing: the next block is %d", want, b.No)}
 	case b.PrevHash != wantPrev:
-		return &AuditProblem{Kind: ProblemBlockChain, Block: b.No, Detail: fmt.Sprintf("block %d does not link to the hash of block %d", b.No, want-1)}, nil
+		return &AuditProblem{Kind: ProblemBlockChain, Block: b.No, Detail: fmt.Sprintf("block %d does not link to the hash of block %d", b.No, want-1)}
 	case b.ComputeHash() != b.BlockHash:
-		return &AuditProblem{Kind: ProblemBlockHash, Block: b.No, Detail: fmt.Sprintf("block %d: its stored hash does not match its contents", b.No)}, nil
+		return &AuditProblem{Kind: ProblemBlockHash, Block: b.No, Detail: fmt.Sprintf("block %d: its stored hash does not match its contents", b.No)}
 	case len(b.Leaves) != len(b.EntryIDs) || audit.Root(b.Leaves) != b.MerkleRoot:
-		return &AuditProblem{Kind: ProblemMerkleRoot, Block: b.No, Detail: fmt.Sprintf("block %d: its leaf hashes do not match its Merkle root", b.No)}, nil
-	}
-	rows, err := tx.Query(ctx, `SELECT `+auditEntryColumns+` FROM velocity.audit_entry
-		WHERE (xid, id) > ($1::xid8, $2) AND (xid, id) <= ($3::xid8, $4) ORDER BY xid, id`,
-		fromXID, fromID, strconv.FormatUint(b.LastXID, 10), b.LastID)
-	if err != nil {
-		return nil, fmt.Errorf("verify audit: read block %d: %w", b.No, err)
-	}
-	got, err := pgx.CollectRows(rows, scanAuditEntry)
-	if err != nil {
-		return nil, fmt.Errorf("verify audit: read block %d: %w", b.No, err)
+		return &AuditProblem{Kind: ProblemMerkleRoot, Block: b.No, Detail: fmt.Sprintf("block %d: its leaf hashes do not match its Merkle root", b.No)}
 	}
 	listed := make(map[int64]int, len(b.EntryIDs))
 	for i, id := range b.EntryIDs {
@@ -370,24 +404,24 @@ func verifyBlock(ctx context.Context, tx pgx.Tx, prev, b *audit.Block) (*AuditPr
 		case i < len(got) && i < len(b.EntryIDs) && got[i].ID == b.EntryIDs[i] && !dup:
 			if got[i].Leaf() != b.Leaves[i] {
 				return &AuditProblem{Kind: ProblemEntryChanged, Block: b.No, EntryID: got[i].ID, Position: &pos,
-					Detail: fmt.Sprintf("entry %d (block %d, position %d) was changed after it was sealed", got[i].ID, b.No, i)}, nil
+					Detail: fmt.Sprintf("entry %d (block %d, position %d) was changed after it was sealed", got[i].ID, b.No, i)}
 			}
 		case i < len(got) && (dup || !hasKey(listed, got[i].ID)):
 			return &AuditProblem{Kind: ProblemEntryInserted, Block: b.No, EntryID: got[i].ID,
-				Detail: fmt.Sprintf("entry %d lies within block %d but was not sealed in it: inserted afterwards", got[i].ID, b.No)}, nil
+				Detail: fmt.Sprintf("entry %d lies within block %d but was not sealed in it: inserted afterwards", got[i].ID, b.No)}
 		case i < len(b.EntryIDs) && !present[b.EntryIDs[i]]:
 			return &AuditProblem{Kind: ProblemEntryMissing, Block: b.No, EntryID: b.EntryIDs[i], Position: &pos,
-				Detail: fmt.Sprintf("entry %d (block %d, position %d) is gone: deleted after it was sealed", b.EntryIDs[i], b.No, i)}, nil
+				Detail: fmt.Sprintf("entry %d (block %d, position %d) is gone: deleted after it was sealed", b.EntryIDs[i], b.No, i)}
 		default:
 			id := int64(0)
 			if i < len(got) {
 				id = got[i].ID
 			}
 			return &AuditProblem{Kind: ProblemReordered, Block: b.No, EntryID: id, Position: &pos,
-				Detail: fmt.Sprintf("block %d: position %d holds entry %d, but entry %d was sealed there: entries were reordered", b.No, i, id, b.EntryIDs[i])}, nil
+				Detail: fmt.Sprintf("block %d: position %d holds entry %d, but entry %d was sealed there: entries were reordered", b.No, i, id, b.EntryIDs[i])}
 		}
 	}
-	return nil, nil
+	return nil
 }
 
 func hasKey[K comparable, V any](m map[K]V, k K) bool {
@@ -435,7 +469,7 @@ var ErrNotSealed = errors.New("the entry is not sealed yet")
 
 // AuditProof proves entry id's inclusion in its block.
 func AuditProof(ctx context.Context, pool *pgxpool.Pool, id int64) (*Proof, error) {
-	tx, err := pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
+	tx, err := beginAudit(ctx, pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
 	if err != nil {
 		return nil, fmt.Errorf("audit proof: %w", err)
 	}
@@ -572,7 +606,12 @@ func ListAudit(ctx context.Context, pool *pgxpool.Pool, f AuditFilter) ([]AuditI
 	}
 	args = append(args, f.Limit+1)
 	sql += fmt.Sprintf(" ORDER BY xid DESC, id DESC LIMIT $%d", len(args))
-	rows, err := pool.Query(ctx, sql, args...)
+	tx, err := beginAudit(ctx, pool, pgx.TxOptions{AccessMode: pgx.ReadOnly})
+	if err != nil {
+		return nil, "", fmt.Errorf("list audit: %w", err)
+	}
+	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
+	rows, err := tx.Query(ctx, sql, args...)
 	if err != nil {
 		return nil, "", fmt.Errorf("list audit: %w", Interpret(err))
 	}
