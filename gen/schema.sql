@@ -1033,3 +1033,21 @@ REVOKE ALL ON FUNCTION velocity.audit_append(jsonb), velocity.audit_admin_change
 GRANT EXECUTE ON FUNCTION velocity.audit_append(jsonb) TO velocity_api;
 GRANT SELECT ON velocity.audit_entry TO velocity_worker;
 GRANT SELECT, INSERT ON velocity.audit_block TO velocity_worker;
+
+-- 007_history_writer_without_set.sql
+-- Why: the generated history writers drop their SET search_path clause (every name in them is
+-- schema-qualified instead); a SET clause on a SECURITY DEFINER trigger function cost every
+-- write two search-path switches. They read the reason and request id through this function.
+-- store.Migrate regenerates the writers of tables applied before this migration.
+-- velocity.setting_or_null(name): the transaction's setting name, or null when it is unset or
+-- empty (the API sets velocity.reason and velocity.request_id, possibly to ''). On the write
+-- path of every change, so it is written to be inlined: plain SQL, STABLE, no SET clause, and
+-- every function and operator schema-qualified, since an inlined body is parsed with the
+-- caller's search_path.
+CREATE OR REPLACE FUNCTION velocity.setting_or_null(name text) RETURNS text
+LANGUAGE sql STABLE
+AS $$
+  SELECT CASE WHEN pg_catalog.current_setting(name, true) OPERATOR(pg_catalog.=) '' THEN NULL
+              ELSE pg_catalog.current_setting(name, true) END
+$$;
+

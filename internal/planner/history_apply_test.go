@@ -269,3 +269,69 @@ func TestHistoryWriterCannotBeBorrowed(t *testing.T) {
 	require.NoError(t, db.Super(t).QueryRow(ctx, `SELECT count(*) FROM `+sqlbuild.Qualified(n.Schema, n.History)).Scan(&events))
 	require.Zero(t, events)
 }
+
+// The writer runs as the owner without a SET search_path, so a session must not be able to
+// make it call objects of its own: shadowing functions and operators earlier on the
+// search_path, and types in pg_temp (searched first for types), are all ignored.
+func TestHistoryWriterIgnoresTheCallersSearchPath(t *testing.T) {
+	t.Parallel()
+	_, db, n := newHistoryFixture(t)
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, db.SuperuserDSN())
+	require.NoError(t, err)
+	defer conn.Close(ctx)
+	for _, sql := range []string{
+		`CREATE SCHEMA evil`,
+		`CREATE TABLE evil.calls (fn text, by_user text)`,
+		`GRANT USAGE ON SCHEMA evil TO PUBLIC`,
+		`GRANT INSERT ON evil.calls TO PUBLIC`,
+		`CREATE FUNCTION evil.spy(fn text) RETURNS boolean LANGUAGE sql AS $$ INSERT INTO evil.calls VALUES (fn, current_user) RETURNING true $$`,
+		`CREATE FUNCTION evil.to_jsonb(anyelement) RETURNS jsonb LANGUAGE sql AS $$ SELECT CASE WHEN evil.spy('to_jsonb') THEN '{}'::jsonb END $$`,
+		`CREATE FUNCTION evil.clock_timestamp() RETURNS timestamptz LANGUAGE sql AS $$ SELECT CASE WHEN evil.spy('clock_timestamp') THEN now() END $$`,
+		`CREATE FUNCTION evil.lower(text) RETURNS text LANGUAGE sql AS $$ SELECT CASE WHEN evil.spy('lower') THEN $1 END $$`,
+		`CREATE FUNCTION evil.nextval(regclass) RETURNS bigint LANGUAGE sql AS $$ SELECT CASE WHEN evil.spy('nextval') THEN 1 END $$`,
+		`CREATE FUNCTION evil.pg_current_xact_id() RETURNS xid8 LANGUAGE sql AS $$ SELECT CASE WHEN evil.spy('xact') THEN '1'::xid8 END $$`,
+		`CREATE FUNCTION evil.current_setting(text, boolean) RETURNS text LANGUAGE sql AS $$ SELECT CASE WHEN evil.spy('current_setting') THEN 'x' END $$`,
+		`CREATE FUNCTION evil.jsonb_build_object(text, integer, text, jsonb) RETURNS jsonb LANGUAGE sql AS $$ SELECT CASE WHEN evil.spy('jsonb_build_object') THEN '{}'::jsonb END $$`,
+		`CREATE FUNCTION evil.teq(text, text) RETURNS boolean LANGUAGE sql AS $$ SELECT evil.spy('=') AND $1 OPERATOR(pg_catalog.=) $2 $$`,
+		`CREATE OPERATOR evil.= (LEFTARG = text, RIGHTARG = text, FUNCTION = evil.teq)`,
+		`CREATE FUNCTION evil.one(oid, oid) RETURNS boolean LANGUAGE sql AS $$ SELECT evil.spy('<>') AND $1 OPERATOR(pg_catalog.<>) $2 $$`,
+		`CREATE OPERATOR evil.<> (LEFTARG = oid, RIGHTARG = oid, FUNCTION = evil.one)`,
+		`CREATE FUNCTION evil.cat(text, text) RETURNS text LANGUAGE sql AS $$ SELECT CASE WHEN evil.spy('||') THEN $1 OPERATOR(pg_catalog.||) $2 END $$`,
+		`CREATE OPERATOR evil.|| (LEFTARG = text, RIGHTARG = text, FUNCTION = evil.cat)`,
+		`CREATE DOMAIN pg_temp.jsonb AS pg_catalog.jsonb CHECK (evil.spy('pg_temp.jsonb'))`,
+		`CREATE DOMAIN pg_temp.text AS pg_catalog.text CHECK (evil.spy('pg_temp.text'))`,
+		`CREATE DOMAIN pg_temp.uuid AS pg_catalog.uuid CHECK (evil.spy('pg_temp.uuid'))`,
+		`SET search_path = evil, pg_catalog`,
+		`SET velocity.reason = 'hijack?'`,
+	} {
+		_, err := conn.Exec(ctx, sql)
+		require.NoError(t, err, sql)
+	}
+	// The shadows work for an ordinary query in this session...
+	var lowered string
+	require.NoError(t, conn.QueryRow(ctx, `SELECT lower('X')`).Scan(&lowered))
+	var calls int
+	require.NoError(t, conn.QueryRow(ctx, `SELECT count(*) FROM evil.calls`).Scan(&calls))
+	require.Equal(t, 1, calls, "the session's own query does call the shadow")
+	_, err = conn.Exec(ctx, `TRUNCATE evil.calls`)
+	require.NoError(t, err)
+
+	// ...but not inside the writer.
+	table := sqlbuild.Qualified(n.Schema, n.Table)
+	var id string
+	require.NoError(t, conn.QueryRow(ctx, `INSERT INTO `+table+` (customer_email, region) VALUES ('a@example.com', 'eu') RETURNING id::pg_catalog.text`).Scan(&id))
+	_, err = conn.Exec(ctx, `UPDATE `+table+` SET region = 'us' WHERE id = $1`, id)
+	require.NoError(t, err)
+	_, err = conn.Exec(ctx, `DELETE FROM `+table+` WHERE id = $1`, id)
+	require.NoError(t, err)
+	var spied []string
+	require.NoError(t, conn.QueryRow(ctx, `SELECT coalesce(array_agg(fn || ' as ' || by_user), '{}') FROM evil.calls`).Scan(&spied))
+	require.Empty(t, spied, "the writer called a shadow")
+
+	evs := events(t, db, n, id)
+	require.Len(t, evs, 3)
+	require.Equal(t, []string{"INSERT", "UPDATE", "DELETE"}, []string{evs[0].Op, evs[1].Op, evs[2].Op})
+	require.Equal(t, "hijack?", *evs[0].Reason)
+	require.Equal(t, "us", evs[1].Image["region"])
+}
