@@ -118,81 +118,68 @@ func auditMasked(s schemadef.Spec) []string {
 func HistoryWriter(s schemadef.Spec, opt WriterOptions) string {
 	names := schemadef.NamesOf(s)
 	table := sqlbuild.Qualified(names.Schema, names.Table)
-	redact := ""
+	key := sqlbuild.Literal(s.Key())
+	// History stores the redacted fields as keyed hashes; the audit entry's record has the
+	// masked fields set to null. Both start from the raw image.
+	histImage, redacted := "image", "'{}'::pg_catalog.text[]"
 	if len(s.History.Redact) > 0 {
-		list := fmt.Sprintf("ARRAY[%s]::pg_catalog.text[]", sqlbuild.LiteralList(sortedCopy(s.History.Redact)))
-		redact = fmt.Sprintf("\n  image := velocity.history_redact(image, %s);\n  ev_redacted := %s;", list, list)
+		redacted = fmt.Sprintf("ARRAY[%s]::pg_catalog.text[]", sqlbuild.LiteralList(sortedCopy(s.History.Redact)))
+		histImage = fmt.Sprintf("velocity.history_redact(image, %s)", redacted)
 	}
-	audit := ""
-	if !opt.NoAudit {
-		record := "image"
-		if masked := auditMasked(s); len(masked) > 0 {
-			nulls := map[string]any{}
-			for _, f := range masked {
-				nulls[f] = nil
-			}
-			record = fmt.Sprintf("image OPERATOR(pg_catalog.||) %s::pg_catalog.jsonb", sqlbuild.Literal(jsonText(nulls)))
+	auditRecord := "image"
+	if masked := auditMasked(s); len(masked) > 0 {
+		nulls := map[string]any{}
+		for _, f := range masked {
+			nulls[f] = nil
 		}
-		audit = fmt.Sprintf(`
-  audit_detail := pg_catalog.jsonb_build_object('version', ver, 'record', %s);`, record)
+		auditRecord = fmt.Sprintf("image OPERATOR(pg_catalog.||) %s::pg_catalog.jsonb", sqlbuild.Literal(jsonText(nulls)))
 	}
-	var b strings.Builder
-	fmt.Fprintf(&b, `CREATE OR REPLACE FUNCTION %s() RETURNS trigger
+	// One statement writes the event, the outbox row and the audit entry: the values are
+	// computed once in e (materialized, so nextval runs once), and the inserts share one plan
+	// and one executor start. Measured against the same writes as plpgsql variables and three
+	// INSERTs: about 50 µs less Postgres CPU per change (most of it plpgsql re-initializing
+	// each simple expression in every transaction).
+	change := func(row, at, op string) string {
+		var b strings.Builder
+		fmt.Fprintf(&b, `WITH e AS MATERIALIZED (
+      SELECT pg_catalog.nextval('velocity.event_seq'::pg_catalog.regclass) AS id, pg_catalog.pg_current_xact_id() AS xid,
+             %[2]s AS at, %[1]s.id AS rid, %[3]s AS op, %[1]s.version AS ver, pg_catalog.to_jsonb(%[1]s) AS image,
+             velocity.current_actor_id() AS actor, velocity.setting_or_null('velocity.reason') AS reason,
+             velocity.setting_or_null('velocity.request_id') AS request),
+    h AS (INSERT INTO %[4]s (event_id, xid, at, record_id, op, version, actor, reason, request_id, image, redacted)
+          SELECT id, xid, at, rid, op, ver, actor, reason, request, %[5]s, %[6]s FROM e)`,
+			row, at, op, sqlbuild.Qualified(names.Schema, names.History), histImage, redacted)
+		outbox := fmt.Sprintf(`INSERT INTO velocity.outbox (id, xid, at, schema_key, record_id, op, version)
+    SELECT id, xid, at, %s, rid, op, ver FROM e`, key)
+		if opt.NoAudit {
+			fmt.Fprintf(&b, "\n    %s;", outbox)
+			return b.String()
+		}
+		fmt.Fprintf(&b, `,
+    o AS (%s)
+    INSERT INTO velocity.audit_entry (id, xid, at, action, outcome, actor, schema_key, record_id, reason, request_id, detail)
+    SELECT id, xid, at, 'record.' OPERATOR(pg_catalog.||) pg_catalog.lower(op::pg_catalog.text), 'allowed', actor, %s,
+           rid::pg_catalog.text, reason, request, pg_catalog.jsonb_build_object('version', ver, 'record', %s) FROM e;`,
+			strings.ReplaceAll(outbox, "\n    ", "\n          "), key, auditRecord)
+		return b.String()
+	}
+	return fmt.Sprintf(`CREATE OR REPLACE FUNCTION %s() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER
 AS $velocity$
-DECLARE
-  image pg_catalog.jsonb;
-  audit_detail pg_catalog.jsonb;
-  ev_op velocity.event_op := TG_OP::velocity.event_op;
-  ev_at pg_catalog.timestamptz;
-  rid pg_catalog.uuid;
-  ver pg_catalog.int4;
-  ev_id pg_catalog.int8;
-  ev_xid pg_catalog.xid8;
-  ev_redacted pg_catalog.text[] := '{}';
-  ev_actor pg_catalog.text := velocity.current_actor_id();
-  ev_reason pg_catalog.text := velocity.setting_or_null('velocity.reason');
-  ev_request pg_catalog.text := velocity.setting_or_null('velocity.request_id');
 BEGIN
   IF TG_RELID OPERATOR(pg_catalog.<>) %s::pg_catalog.regclass THEN
     RAISE EXCEPTION 'this history writer serves %s only' USING ERRCODE = '42501';
   END IF;
   IF TG_OP OPERATOR(pg_catalog.=) 'DELETE' THEN
-    image := pg_catalog.to_jsonb(OLD);
-    ev_at := pg_catalog.clock_timestamp();
-    rid := OLD.id;
-    ver := OLD.version;
+    %s
   ELSE
-    image := pg_catalog.to_jsonb(NEW);
-    ev_at := NEW.updated_at;
-    rid := NEW.id;
-    ver := NEW.version;
-    IF velocity.current_write_op() OPERATOR(pg_catalog.=) 'RESTORE' THEN
-      ev_op := 'RESTORE';
-    END IF;
-  END IF;`, sqlbuild.Qualified(names.Schema, names.HistoryWriter), sqlbuild.Literal(table), table)
-	// The audit record is taken before history's keyed hashes replace the redacted values.
-	b.WriteString(audit)
-	b.WriteString(redact)
-	fmt.Fprintf(&b, `
-  ev_id := pg_catalog.nextval('velocity.event_seq'::pg_catalog.regclass);
-  ev_xid := pg_catalog.pg_current_xact_id();
-  INSERT INTO %s (event_id, xid, at, record_id, op, version, actor, reason, request_id, image, redacted)
-  VALUES (ev_id, ev_xid, ev_at, rid, ev_op, ver, ev_actor, ev_reason, ev_request, image, ev_redacted);
-  INSERT INTO velocity.outbox (id, xid, at, schema_key, record_id, op, version)
-  VALUES (ev_id, ev_xid, ev_at, %s, rid, ev_op, ver);`, sqlbuild.Qualified(names.Schema, names.History), sqlbuild.Literal(s.Key()))
-	if !opt.NoAudit {
-		fmt.Fprintf(&b, `
-  INSERT INTO velocity.audit_entry (id, xid, at, action, outcome, actor, schema_key, record_id, reason, request_id, detail)
-  VALUES (ev_id, ev_xid, ev_at, 'record.' OPERATOR(pg_catalog.||) pg_catalog.lower(ev_op::pg_catalog.text), 'allowed', ev_actor, %s,
-          rid::pg_catalog.text, ev_reason, ev_request, audit_detail);`,
-			sqlbuild.Literal(s.Key()))
-	}
-	b.WriteString(`
+    %s
+  END IF;
   RETURN NULL;
 END
-$velocity$`)
-	return b.String()
+$velocity$`, sqlbuild.Qualified(names.Schema, names.HistoryWriter), sqlbuild.Literal(table), table,
+		change("OLD", "pg_catalog.clock_timestamp()", "'DELETE'::velocity.event_op"),
+		change("NEW", "NEW.updated_at", "CASE WHEN velocity.current_write_op() OPERATOR(pg_catalog.=) 'RESTORE' THEN 'RESTORE'::velocity.event_op ELSE TG_OP::velocity.event_op END"))
 }
 
 // alterHistory rebuilds what of the history depends on a changed definition: the writer when
