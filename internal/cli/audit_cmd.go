@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -12,6 +13,8 @@ import (
 	"strings"
 
 	"github.com/spf13/cobra"
+
+	"github.com/velocitydev/velocity/internal/audit"
 )
 
 // auditEntry is one entry of GET /admin/audit, with the fields the table shows; -o json shows
@@ -324,8 +327,39 @@ func verifyFailure(rep auditVerifyReport, digest *auditDigest, wantProof bool) e
 			msg += ": " + rep.Proof.Problem
 		}
 		return errors.New(msg)
+	case wantProof:
+		// Do not take the server's word for it: the path must lead from the leaf to the root.
+		if err := checkProof(rep.Proof); err != nil {
+			return fmt.Errorf("audit verify: the inclusion proof of entry %d does not hold when checked here: %w", rep.Proof.Entry.ID, err)
+		}
 	}
 	return nil
+}
+
+// checkProof recomputes an inclusion proof (RFC 9162) from its leaf, path and root.
+func checkProof(pr *auditProof) error {
+	parse := func(h string) (audit.Hash, error) {
+		raw, err := hex.DecodeString(h)
+		if err != nil {
+			return audit.Hash{}, fmt.Errorf("hash %q: %w", h, err)
+		}
+		return audit.ToHash(raw)
+	}
+	leaf, err := parse(pr.LeafHash)
+	if err != nil {
+		return err
+	}
+	root, err := parse(pr.MerkleRoot)
+	if err != nil {
+		return err
+	}
+	path := make([]audit.Hash, len(pr.Path))
+	for i, h := range pr.Path {
+		if path[i], err = parse(h); err != nil {
+			return err
+		}
+	}
+	return audit.VerifyInclusion(leaf, pr.Index, pr.TreeSize, path, root)
 }
 
 func orDash(s string) string {

@@ -3,6 +3,7 @@ package cli
 import (
 	"bytes"
 	"context"
+	"encoding/hex"
 	"encoding/json"
 	"net/http"
 	"os"
@@ -13,6 +14,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/velocitydev/velocity/internal/audit"
 )
 
 func TestAuditCommandsUsage(t *testing.T) {
@@ -285,4 +288,24 @@ func TestAuditCommandsAgainstRealAPI(t *testing.T) {
 		require.Contains(t, res.stderr, "Forbidden (403): the platform_admin role is required", args)
 		require.Empty(t, res.stdout)
 	}
+}
+
+// A server that says "verified" for a path that does not lead to the root is not believed.
+func TestAuditVerifyChecksTheProofItself(t *testing.T) {
+	t.Parallel()
+	leaf, sibling := audit.LeafHash([]byte("a")), audit.LeafHash([]byte("b"))
+	root := audit.NodeHash(leaf, sibling)
+	h := func(x audit.Hash) string { return hex.EncodeToString(x[:]) }
+	reply1 := func(path, rootHex string) string {
+		return `{"ok":true,"blocks":1,"entries":2,"unsealed":0,"sealing_lag_seconds":0,"proof":{"entry":{"id":7,"xid":"745","at":"2026-11-29T02:00:00Z",` +
+			`"action":"record.insert","outcome":"allowed","actor":"apikey:1"},"block":1,"index":0,"tree_size":2,"leaf_hash":"` + h(leaf) +
+			`","path":["` + path + `"],"merkle_root":"` + rootHex + `","block_hash":"ee","verified":true}}`
+	}
+	good := newFakeAPI(t, map[string]reply{"GET /admin/audit/verify?entry=7": {http.StatusOK, reply1(h(sibling), h(root))}})
+	require.Equal(t, ExitOK, runAPI(t, good, "audit", "verify", "--entry", "7").code)
+
+	lying := newFakeAPI(t, map[string]reply{"GET /admin/audit/verify?entry=7": {http.StatusOK, reply1(h(leaf), h(root))}})
+	r := runAPI(t, lying, "audit", "verify", "--entry", "7")
+	require.Equal(t, ExitError, r.code)
+	require.Contains(t, r.stderr, "does not hold when checked here")
 }
