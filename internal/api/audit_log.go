@@ -3,11 +3,13 @@ package api
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"log/slog"
 	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/puddle/v2"
 
 	"github.com/velocitydev/velocity/internal/store"
 )
@@ -142,6 +144,11 @@ func (d *decisionLog) write(ctx context.Context, batch []decision) {
 		err := d.st.InRequest(ctx, req, []store.Statement{{SQL: "SELECT velocity.audit_append($1)", Args: []any{string(raw)}}},
 			func(int, pgx.Rows) error { return nil })
 		if err == nil {
+			return
+		}
+		if errors.Is(err, puddle.ErrClosedPool) {
+			// The store was closed before the server: nothing can be written any more.
+			d.log.Error("audit decisions: lost, the store is closed", "entries", len(batch))
 			return
 		}
 		d.log.Error("audit decisions: write failed; retrying", "err", err, "entries", len(batch))

@@ -182,6 +182,7 @@ func TestRoutesFollowAppliesOnOtherReplicas(t *testing.T) {
 	defer cancel()
 	replica, err := api.New(ctx, e.st, api.Config{})
 	require.NoError(t, err)
+	defer replica.Close(context.Background())
 	gen := replica.Generation()
 	go replica.Listen(ctx)
 	// Wait until the replica is listening (its first reload bumps the generation).

@@ -38,6 +38,7 @@ func newRealAPI(t *testing.T) *realAPI {
 	t.Cleanup(st.Close)
 	srv, err := api.New(ctx, st, api.Config{})
 	require.NoError(t, err)
+	t.Cleanup(func() { srv.Close(context.Background()) }) // before the store closes
 	hs := httptest.NewServer(srv)
 	t.Cleanup(hs.Close)
 	boot := store.Request{Actor: store.Actor{ID: "test", Kind: "system", Roles: []string{"platform_admin", "admin"}, Attributes: map[string]any{}}}
