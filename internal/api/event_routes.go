@@ -296,7 +296,7 @@ func (r *records) stillAllowed(ctx context.Context, hr *http.Request) (store.Act
 	if ctx.Err() != nil {
 		return store.Actor{}, false
 	}
-	actor, err := r.s.apiKeys.Authenticate(ctx, hr)
+	actor, _, err := r.s.chain.Authenticate(ctx, hr)
 	if err != nil {
 		return store.Actor{}, false
 	}

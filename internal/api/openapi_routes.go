@@ -2,6 +2,7 @@ package api
 
 import (
 	"encoding/json"
+	"errors"
 	"net/http"
 	"sort"
 	"strings"
@@ -42,8 +43,7 @@ var openAPIFormats = map[string]string{
 // otherwise. A key that is sent must be valid.
 func (s *Server) serveOpenAPI(rt *routes, format string, w http.ResponseWriter, r *http.Request) {
 	var actor store.Actor
-	if r.Header.Get(auth.HeaderAPIKey) != "" {
-		a, err := s.apiKeys.Authenticate(r.Context(), r)
+	if a, _, err := s.chain.Authenticate(r.Context(), r); !errors.Is(err, auth.ErrNoCredential) {
 		if err != nil {
 			writeProblem(w, problem(http.StatusUnauthorized, "no valid identity: "+err.Error()))
 			return

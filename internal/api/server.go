@@ -10,6 +10,8 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -36,6 +38,11 @@ type Config struct {
 	// MaxSnapshots bounds the snapshots this server streams at once, each holding one API
 	// connection for up to sqlbuild.SnapshotTimeout; more get 429. 0 means 4.
 	MaxSnapshots int
+	// Auth lists the authentication strategies in order, with the JWT issuers; nil means API
+	// keys only (auth.DefaultConfig).
+	Auth *auth.Config
+	// JWT tunes the JWT strategy's caches and clock (tests); the zero value is the default.
+	JWT auth.JWTOptions
 	// NoDecisionAudit turns off the audit entries of authentication and authorization
 	// decisions (data changes are audited by Postgres whatever this says). Only the
 	// benchmark sets it, to measure what the entries cost.
@@ -50,6 +57,7 @@ type Server struct {
 	cfg     Config
 	log     *slog.Logger
 	apiKeys *auth.APIKeys
+	chain   auth.Chain
 
 	routes   atomic.Pointer[routes]
 	reloadMu sync.Mutex
@@ -94,6 +102,15 @@ func New(ctx context.Context, st *store.Store, cfg Config) (*Server, error) {
 	}
 	s := &Server{store: st, cfg: cfg, log: cfg.Logger, apiKeys: auth.NewAPIKeys(st, cfg.KeyCacheTTL), closing: make(chan struct{}),
 		snapshots: make(chan struct{}, cfg.MaxSnapshots)}
+	authCfg := auth.DefaultConfig()
+	if cfg.Auth != nil {
+		authCfg = *cfg.Auth
+	}
+	chain, err := authCfg.Build(s.apiKeys, cfg.JWT)
+	if err != nil {
+		return nil, err
+	}
+	s.chain = chain
 	if err := s.Reload(ctx); err != nil {
 		return nil, err
 	}
@@ -141,6 +158,11 @@ func (s *Server) build(infos []store.SchemaInfo) *routes {
 		"apiKey": {Type: "apiKey", In: "header", Name: auth.HeaderAPIKey},
 	}
 	config.Security = []map[string][]string{{"apiKey": {}}}
+	if slices.Contains(s.chain.Names(), auth.StrategyJWT) {
+		config.Components.SecuritySchemes["bearer"] = &huma.SecurityScheme{Type: "http", Scheme: "bearer", BearerFormat: "JWT"}
+		config.Security = append(config.Security, map[string][]string{"bearer": {}})
+		config.Info.Description = "Routes for every applied SchemaDefinition. Authenticate with X-API-Key or Authorization: Bearer <JWT>."
+	}
 	config.Transformers = append(config.Transformers, noteProblem)
 	api := humago.New(mux, config)
 	api.UseMiddleware(s.authenticate(api))
@@ -253,8 +275,11 @@ func (s *Server) auditDecision(ctx huma.Context, actor store.Actor, rid string, 
 
 // strategyOf names how actor authenticated.
 func strategyOf(actor store.Actor) string {
-	if actor.Kind == "api_key" {
-		return "api-key"
+	switch actor.Kind {
+	case "api_key":
+		return auth.StrategyAPIKey
+	case "jwt":
+		return auth.StrategyJWT
 	}
 	return actor.Kind
 }
@@ -275,22 +300,11 @@ func (s *Server) authenticate(api huma.API) func(huma.Context, func(huma.Context
 			return
 		}
 		r, _ := humago.Unwrap(ctx)
-		actor, err := s.apiKeys.Authenticate(ctx.Context(), r)
+		actor, strategy, err := s.chain.Authenticate(ctx.Context(), r)
 		if err != nil {
-			var status int
-			var msg string
-			defer func() { s.auditAuthn(ctx, rid, status, msg) }()
-			switch {
-			case errors.Is(err, auth.ErrNoCredential):
-				status, msg = http.StatusUnauthorized, "no valid identity: send X-API-Key"
-			case errors.Is(err, auth.ErrUnknownKey), errors.Is(err, auth.ErrExpiredKey),
-				errors.Is(err, auth.ErrAddress), errors.Is(err, auth.ErrMalformed):
-				status, msg = http.StatusUnauthorized, "no valid identity: "+err.Error()
-			default:
-				s.log.Error("authenticate", "err", err, "request_id", rid)
-				status, msg = http.StatusServiceUnavailable, "authentication is unavailable"
-			}
-			ctx.SetHeader("WWW-Authenticate", `ApiKey header="X-API-Key"`)
+			status, msg, challenge := s.authnFailure(err, strategy, rid)
+			s.auditAuthn(ctx, rid, strategy, status, msg)
+			ctx.SetHeader("WWW-Authenticate", challenge)
 			_ = huma.WriteErr(api, ctx, status, msg)
 			return
 		}
@@ -301,13 +315,52 @@ func (s *Server) authenticate(api huma.API) func(huma.Context, func(huma.Context
 	}
 }
 
-// auditAuthn records a failed authentication: no actor, the strategy that was tried, and
-// whether the API failed closed because a dependency was down (503).
-func (s *Server) auditAuthn(ctx huma.Context, rid string, status int, msg string) {
+// authnFailure is the answer to a refused credential: 401 with the reason, or 503 when the
+// credential could not be checked (fail closed), and the challenge to send.
+func (s *Server) authnFailure(err error, strategy, rid string) (status int, msg, challenge string) {
+	challenge = `ApiKey header="X-API-Key"`
+	if slices.Contains(s.chain.Names(), auth.StrategyJWT) {
+		challenge += `, Bearer`
+	}
+	switch {
+	case errors.Is(err, auth.ErrNoCredential):
+		return http.StatusUnauthorized, "no valid identity: send " + credentialHint(s.chain), challenge
+	case errors.Is(err, auth.ErrUnknownKey), errors.Is(err, auth.ErrExpiredKey),
+		errors.Is(err, auth.ErrAddress), errors.Is(err, auth.ErrMalformed):
+		return http.StatusUnauthorized, "no valid identity: " + err.Error(), challenge
+	case errors.Is(err, auth.ErrTokenInvalid), errors.Is(err, auth.ErrTokenExpired), errors.Is(err, auth.ErrUnknownIssuer):
+		return http.StatusUnauthorized, "no valid identity: " + err.Error(), `Bearer error="invalid_token"`
+	default:
+		s.log.Error("authenticate", "strategy", strategy, "err", err, "request_id", rid)
+		return http.StatusServiceUnavailable, "authentication is unavailable", challenge
+	}
+}
+
+// credentialHint names the credentials the chain accepts.
+func credentialHint(c auth.Chain) string {
+	var hints []string
+	for _, n := range c.Names() {
+		switch n {
+		case auth.StrategyAPIKey:
+			hints = append(hints, "X-API-Key")
+		case auth.StrategyJWT:
+			hints = append(hints, "Authorization: Bearer <JWT>")
+		}
+	}
+	return strings.Join(hints, " or ")
+}
+
+// auditAuthn records a failed authentication: no actor, the strategy that tried (none when
+// no strategy recognized a credential), and whether the API failed closed because a
+// dependency was down (503).
+func (s *Server) auditAuthn(ctx huma.Context, rid, strategy string, status int, msg string) {
 	if s.decisions == nil {
 		return
 	}
-	d := decision{At: time.Now(), Action: "authn", Outcome: "denied", Strategy: "api-key", RequestID: rid, Reason: msg,
+	if strategy == "" {
+		strategy = "none"
+	}
+	d := decision{At: time.Now(), Action: "authn", Outcome: "denied", Strategy: strategy, RequestID: rid, Reason: msg,
 		Detail: map[string]any{"method": ctx.Method(), "path": ctx.URL().Path, "status": status}}
 	if status == http.StatusServiceUnavailable {
 		d.Outcome, d.FailMode = "failed", "closed"

@@ -1,5 +1,6 @@
 // Package auth turns a request's credentials into a verified actor: the strategies (API keys
-// now; JWT and OIDC later), their caches, and the reasons a credential is refused.
+// and JWT bearer tokens; OIDC sessions later) in the order a deployment lists them, their
+// caches, the claim mapping, and the reasons a credential is refused.
 package auth
 
 import (
@@ -16,13 +17,18 @@ import (
 	"github.com/velocitydev/velocity/internal/store"
 )
 
-// Sentinel errors: each is a 401 with its own reason.
+// Sentinel errors: each is a 401 with its own reason, except ErrKeysUnavailable, a 503: the
+// issuer's keys cannot be had, so the token is neither accepted nor called bad (fail closed).
 var (
-	ErrNoCredential = errors.New("no credential")
-	ErrUnknownKey   = errors.New("unknown or revoked api key")
-	ErrExpiredKey   = errors.New("api key expired")
-	ErrAddress      = errors.New("api key not allowed from this address")
-	ErrMalformed    = errors.New("malformed credential")
+	ErrNoCredential    = errors.New("no credential")
+	ErrUnknownKey      = errors.New("unknown or revoked api key")
+	ErrExpiredKey      = errors.New("api key expired")
+	ErrAddress         = errors.New("api key not allowed from this address")
+	ErrMalformed       = errors.New("malformed credential")
+	ErrTokenInvalid    = errors.New("invalid bearer token")
+	ErrTokenExpired    = errors.New("bearer token expired")
+	ErrUnknownIssuer   = errors.New("bearer token from an unknown issuer")
+	ErrKeysUnavailable = errors.New("issuer signing keys unavailable")
 )
 
 // HeaderAPIKey carries an API key.

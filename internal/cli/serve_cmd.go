@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/velocitydev/velocity/internal/api"
+	"github.com/velocitydev/velocity/internal/auth"
 	"github.com/velocitydev/velocity/internal/store"
 )
 
@@ -24,7 +25,7 @@ const (
 )
 
 func newServeCmd(g *globals) *cobra.Command {
-	var listen, apiURL, ownerURL string
+	var listen, apiURL, ownerURL, authFile string
 	var maxBody int64
 	var publicOpenAPI bool
 	cmd := &cobra.Command{
@@ -37,6 +38,18 @@ func newServeCmd(g *globals) *cobra.Command {
 			if apiURL == "" || ownerURL == "" {
 				return usageError{fmt.Errorf("serve needs --api-database-url (%s, the velocity_authenticator login) and --owner-database-url (%s)", EnvAPIDatabaseURL, EnvOwnerDatabaseURL)}
 			}
+			var authCfg *auth.Config
+			if authFile != "" {
+				raw, err := os.ReadFile(authFile)
+				if err != nil {
+					return usageError{fmt.Errorf("--auth-config: %w", err)}
+				}
+				cfg, err := auth.LoadConfig(raw)
+				if err != nil {
+					return usageError{fmt.Errorf("--auth-config %s: %w", authFile, err)}
+				}
+				authCfg = &cfg
+			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			log := slog.New(slog.NewJSONHandler(g.stderr, nil))
@@ -45,7 +58,7 @@ func newServeCmd(g *globals) *cobra.Command {
 				return err
 			}
 			defer st.Close()
-			server, err := api.New(ctx, st, api.Config{Logger: log, MaxBodyBytes: maxBody, PublicOpenAPI: publicOpenAPI})
+			server, err := api.New(ctx, st, api.Config{Logger: log, MaxBodyBytes: maxBody, PublicOpenAPI: publicOpenAPI, Auth: authCfg})
 			if err != nil {
 				return err
 			}
@@ -72,6 +85,7 @@ func newServeCmd(g *globals) *cobra.Command {
 	cmd.Flags().StringVar(&apiURL, "api-database-url", "", "Postgres URL of the velocity_authenticator login (env "+EnvAPIDatabaseURL+")")
 	cmd.Flags().StringVar(&ownerURL, "owner-database-url", "", "Postgres URL of velocity_owner, for schema applies (env "+EnvOwnerDatabaseURL+")")
 	cmd.Flags().Int64Var(&maxBody, "max-body-bytes", 1<<20, "largest request body; larger ones get 413")
+	cmd.Flags().StringVar(&authFile, "auth-config", "", "YAML file listing the authentication strategies in order and the JWT issuers (docs/access-control.md); default: API keys only")
 	cmd.Flags().BoolVar(&publicOpenAPI, "public-openapi", false, "show every object in /openapi.json and /docs to callers without a key")
 	return cmd
 }
