@@ -46,6 +46,8 @@ type APIKeys struct {
 	verifier KeyVerifier
 	ttl      time.Duration
 	now      func() time.Time
+	// trusted are the proxies whose X-Forwarded-For is believed (ClientIP).
+	trusted []netip.Prefix
 
 	mu      sync.Mutex
 	cache   map[[32]byte]cachedKey
@@ -115,7 +117,7 @@ func (a *APIKeys) Authenticate(ctx context.Context, r *http.Request) (store.Acto
 	if c.key.ExpiresAt != nil && !now.Before(*c.key.ExpiresAt) {
 		return store.Actor{}, ErrExpiredKey
 	}
-	if len(c.key.AllowIPs) > 0 && !allowed(c.key.AllowIPs, r.RemoteAddr) {
+	if len(c.key.AllowIPs) > 0 && !allowed(c.key.AllowIPs, ClientIP(r, a.trusted)) {
 		return store.Actor{}, ErrAddress
 	}
 	return store.Actor{
@@ -126,6 +128,9 @@ func (a *APIKeys) Authenticate(ctx context.Context, r *http.Request) (store.Acto
 	}, nil
 }
 
+// TrustProxies sets the proxies whose X-Forwarded-For names the client of an allowlisted key.
+func (a *APIKeys) TrustProxies(p []netip.Prefix) { a.trusted = p }
+
 // Forget drops every cached key, after a revocation.
 func (a *APIKeys) Forget() {
 	a.mu.Lock()
@@ -133,20 +138,50 @@ func (a *APIKeys) Forget() {
 	a.mu.Unlock()
 }
 
-func allowed(prefixes []netip.Prefix, remote string) bool {
-	host, _, err := net.SplitHostPort(remote)
-	if err != nil {
-		host = remote
-	}
-	ip, err := netip.ParseAddr(host)
-	if err != nil {
+func allowed(prefixes []netip.Prefix, ip netip.Addr) bool {
+	if !ip.IsValid() {
 		return false
 	}
-	ip = ip.Unmap()
 	for _, p := range prefixes {
 		if p.Contains(ip) {
 			return true
 		}
 	}
 	return false
+}
+
+// ClientIP is the address a request comes from. It is the peer's address, unless the peer is
+// one of the trusted proxies: then X-Forwarded-For is read from the right, past every trusted
+// proxy, and the first address that is not one is the client. Nothing else is believed (no
+// X-Real-IP, no Forwarded), and with no trusted proxies the header is ignored, so a client
+// cannot claim an allowlisted address by sending it.
+func ClientIP(r *http.Request, trusted []netip.Prefix) netip.Addr {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		host = r.RemoteAddr
+	}
+	ip, err := netip.ParseAddr(host)
+	if err != nil {
+		return netip.Addr{}
+	}
+	ip = ip.Unmap()
+	if !allowed(trusted, ip) {
+		return ip
+	}
+	var hops []string
+	for _, h := range r.Header.Values("X-Forwarded-For") {
+		hops = append(hops, strings.Split(h, ",")...)
+	}
+	for i := len(hops) - 1; i >= 0; i-- {
+		hop, err := netip.ParseAddr(strings.TrimSpace(hops[i]))
+		if err != nil {
+			return netip.Addr{} // a malformed hop: the client cannot be known
+		}
+		hop = hop.Unmap()
+		if !allowed(trusted, hop) {
+			return hop
+		}
+		ip = hop
+	}
+	return ip
 }

@@ -93,3 +93,51 @@ func TestAPIKeysCacheAndChecks(t *testing.T) {
 	a.Forget()
 	require.ErrorIs(t, req("vk_good", "127.0.0.1:5000"), ErrUnknownKey)
 }
+
+func TestClientIP(t *testing.T) {
+	t.Parallel()
+	proxies := []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("192.168.1.5/32")}
+	for _, c := range []struct {
+		name, remote string
+		xff          []string
+		trusted      []netip.Prefix
+		want         string
+	}{
+		{"no proxies: the header is ignored", "203.0.113.7:1", []string{"10.1.2.3"}, nil, "203.0.113.7"},
+		{"an untrusted peer cannot forward", "203.0.113.7:1", []string{"10.1.2.3"}, proxies, "203.0.113.7"},
+		{"one trusted proxy", "10.0.0.2:1", []string{"198.51.100.9"}, proxies, "198.51.100.9"},
+		{"a chain of trusted proxies", "10.0.0.2:1", []string{"198.51.100.9, 192.168.1.5", "10.9.9.9"}, proxies, "198.51.100.9"},
+		{"a spoofed first hop is not believed", "10.0.0.2:1", []string{"10.1.1.1, 198.51.100.9"}, proxies, "198.51.100.9"},
+		{"everything trusted: the leftmost hop", "10.0.0.2:1", []string{"10.1.1.1"}, proxies, "10.1.1.1"},
+		{"no header behind a proxy: the proxy", "10.0.0.2:1", nil, proxies, "10.0.0.2"},
+		{"a malformed hop: unknown", "10.0.0.2:1", []string{"198.51.100.9, not-an-ip"}, proxies, "invalid IP"},
+		{"IPv4 in IPv6", "[::ffff:10.0.0.2]:1", []string{"::ffff:198.51.100.9"}, proxies, "198.51.100.9"},
+	} {
+		r := httptest.NewRequest("GET", "/", nil)
+		r.RemoteAddr = c.remote
+		for _, h := range c.xff {
+			r.Header.Add("X-Forwarded-For", h)
+		}
+		require.Equal(t, c.want, ClientIP(r, c.trusted).String(), c.name)
+	}
+
+	// An allowlisted key behind a trusted proxy is checked against the client, not the proxy.
+	v := &countingVerifier{keys: map[string]store.VerifiedKey{
+		"vk_office": {ID: uuid.New(), Roles: []string{"viewer"}, AllowIPs: []netip.Prefix{netip.MustParsePrefix("198.51.100.0/24")}},
+	}}
+	a := NewAPIKeys(v, time.Hour)
+	a.TrustProxies(proxies)
+	r := httptest.NewRequest("GET", "/", nil)
+	r.RemoteAddr = "10.0.0.2:1"
+	r.Header.Set(HeaderAPIKey, "vk_office")
+	r.Header.Set("X-Forwarded-For", "198.51.100.9")
+	_, err := a.Authenticate(context.Background(), r)
+	require.NoError(t, err)
+	r.Header.Set("X-Forwarded-For", "203.0.113.7")
+	_, err = a.Authenticate(context.Background(), r)
+	require.ErrorIs(t, err, ErrAddress)
+	r.RemoteAddr = "203.0.113.8:1" // not a proxy: its header means nothing
+	r.Header.Set("X-Forwarded-For", "198.51.100.9")
+	_, err = a.Authenticate(context.Background(), r)
+	require.ErrorIs(t, err, ErrAddress)
+}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/netip"
 	"slices"
 	"strings"
 	"time"
@@ -86,6 +87,9 @@ type JWTIssuer struct {
 //	        roles: [{claim: groups, transforms: [{kind: prefix_strip, prefix: velocity-}]}]
 type Config struct {
 	Strategies []string `json:"strategies"`
+	// TrustedProxies are the CIDRs of the proxies in front of the API whose X-Forwarded-For
+	// names the client, for API keys' IP allowlists (ClientIP). Empty: the peer address.
+	TrustedProxies []string `json:"trustedProxies,omitempty"`
 	JWT        struct {
 		Issuers []JWTIssuer `json:"issuers,omitempty"`
 	} `json:"jwt,omitempty"`
@@ -120,6 +124,9 @@ func (c Config) check() error {
 			errs = append(errs, fmt.Errorf("strategies[%d]: %q is listed twice", i, s))
 		}
 	}
+	if _, err := c.proxies(); err != nil {
+		errs = append(errs, err)
+	}
 	jwt := slices.Contains(c.Strategies, StrategyJWT)
 	switch {
 	case jwt && len(c.JWT.Issuers) == 0:
@@ -152,11 +159,30 @@ func (is JWTIssuer) skew() (time.Duration, error) {
 	return d, nil
 }
 
+// proxies parses TrustedProxies; a single address is a /32 or /128.
+func (c Config) proxies() ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for i, raw := range c.TrustedProxies {
+		p, err := netip.ParsePrefix(raw)
+		if err != nil {
+			a, aerr := netip.ParseAddr(raw)
+			if aerr != nil {
+				return nil, fmt.Errorf("trustedProxies[%d]: %q is not a CIDR such as 10.0.0.0/8", i, raw)
+			}
+			p = netip.PrefixFrom(a, a.BitLen())
+		}
+		out = append(out, p.Masked())
+	}
+	return out, nil
+}
+
 // Build makes the chain the configuration lists, around the API key strategy keys.
 func (c Config) Build(keys *APIKeys, opt JWTOptions) (Chain, error) {
 	if err := c.check(); err != nil {
 		return nil, err
 	}
+	proxies, _ := c.proxies() // checked above
+	keys.TrustProxies(proxies)
 	var chain Chain
 	for _, s := range c.Strategies {
 		switch s {
