@@ -420,6 +420,11 @@ func (h *harness) do(req *http.Request, want int) error {
 // send is do, returning the response's header and body.
 func (h *harness) send(req *http.Request, want int) (http.Header, []byte, error) {
 	req.Header.Set(auth.HeaderAPIKey, h.apiKey)
+	return h.exchange(req, want)
+}
+
+// exchange is send with whatever credential req carries.
+func (h *harness) exchange(req *http.Request, want int) (http.Header, []byte, error) {
 	resp, err := h.client.Do(req)
 	if err != nil {
 		return nil, nil, err

@@ -69,17 +69,9 @@ type side struct {
 // inTurns runs l on a and b in turns, historyRounds times each, so drift on a shared host (the
 // tables growing, someone else's load) falls on both alike, and returns each side's means.
 func (l load) inTurns(ctx context.Context, what string, a, b side) (measurement, measurement, error) {
-	var runs [2][]measurement
-	for round := 1; round <= historyRounds; round++ {
-		for i, s := range []side{a, b} {
-			progress(fmt.Sprintf("%s, round %d: %s", what, round, s.name))
-			l.side, l.op = s.name, s.op
-			m, err := l.run(ctx)
-			if err != nil {
-				return measurement{}, measurement{}, err
-			}
-			runs[i] = append(runs[i], m)
-		}
+	runs, err := l.turns(ctx, what, historyRounds, a, b)
+	if err != nil {
+		return measurement{}, measurement{}, err
 	}
 	return meanOf(runs[0]), meanOf(runs[1]), nil
 }

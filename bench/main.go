@@ -3,8 +3,8 @@
 //
 //	go run ./bench [-duration 5s] [-warmup 1s] [-clients 1,16,64] [-json] [-cpuprofile FILE]
 //
-// -history and -audit add the time machine's and the audit log's tests; -core=false runs
-// only those.
+// -history and -audit add the time machine's and the audit log's tests, -auth the JWT
+// read test; -core=false runs only those.
 //
 // The profile labels each sample with side (velocity, velocity-server, baseline), case and
 // clients: go tool pprof -tagfocus side=velocity-server FILE shows the API's own work.
@@ -49,6 +49,7 @@ type config struct {
 	snapshotRecords  int
 	audit            bool
 	auditEntries     int
+	auth             bool
 }
 
 // benchCase is one operation as Velocity serves it and as the baseline runs it.
@@ -98,6 +99,7 @@ type report struct {
 	Floors  []floor        `json:"http_floor"`
 	History *historyReport `json:"history,omitempty"`
 	Audit   *auditReport   `json:"audit,omitempty"`
+	Auth    *authReport    `json:"auth,omitempty"`
 	Goals   []goal         `json:"goals"`
 }
 
@@ -114,6 +116,7 @@ func main() {
 	flag.IntVar(&cfg.snapshotRecords, "snapshot-records", 1000000, "records in the snapshot test (0 skips it)")
 	flag.BoolVar(&cfg.audit, "audit", true, "also measure the audit log: its write cost, sealing and verify throughput, sealing lag under load")
 	flag.IntVar(&cfg.auditEntries, "audit-entries", 1000000, "entries in the sealing and verify test (0 skips it)")
+	flag.BoolVar(&cfg.auth, "auth", true, "also measure JWT auth: read-by-id with a cached JWT, with an API key and with bare pgx, in turns")
 	flag.Parse()
 	for _, s := range strings.Split(clients, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(s))
@@ -198,6 +201,11 @@ func run(ctx context.Context, cfg config, out io.Writer) error {
 		}
 		rep.Floors = append(rep.Floors, f)
 	}
+	if cfg.auth {
+		if rep.Auth, err = runAuth(ctx, h, cfg, ids); err != nil {
+			return err
+		}
+	}
 	if cfg.history {
 		if rep.History, err = runHistory(ctx, h, cfg); err != nil {
 			return err
@@ -223,6 +231,9 @@ func run(ctx context.Context, cfg config, out io.Writer) error {
 	}
 	if rep.Audit != nil {
 		rep.Goals = append(rep.Goals, rep.Audit.goals()...)
+	}
+	if rep.Auth != nil {
+		rep.Goals = append(rep.Goals, rep.Auth.goals()...)
 	}
 	if cfg.json {
 		enc := json.NewEncoder(out)
@@ -325,6 +336,11 @@ func (rep report) print(out io.Writer) error {
 	}
 	if rep.Audit != nil {
 		if err := rep.Audit.print(out); err != nil {
+			return err
+		}
+	}
+	if rep.Auth != nil {
+		if err := rep.Auth.print(out); err != nil {
 			return err
 		}
 	}

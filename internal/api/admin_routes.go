@@ -118,6 +118,24 @@ type dbLoginRevokeIn struct {
 	Role  string `path:"role" maxLength:"41"`
 }
 
+type bindingGrantIn struct {
+	Body struct {
+		Role        string         `json:"role" maxLength:"41" doc:"a Velocity role"`
+		SubjectKind string         `json:"subject_kind" enum:"subject,group,api_key" doc:"subject: a JWT's mapped id; group: a value of a token's groups attribute; api_key: a key's id"`
+		Subject     string         `json:"subject" maxLength:"300"`
+		ExpiresAt   *time.Time     `json:"expires_at,omitempty" doc:"when the binding stops counting; none: never"`
+		Scope       map[string]any `json:"scope,omitempty" doc:"attributes the binding gives the actor, for row filters (region: eu)"`
+	}
+}
+
+type bindingOut struct{ Body store.RoleBinding }
+
+type bindingRevokeIn struct {
+	Role        string `query:"role" required:"true" maxLength:"41"`
+	SubjectKind string `query:"subject_kind" required:"true" enum:"subject,group,api_key"`
+	Subject     string `query:"subject" required:"true" maxLength:"300"`
+}
+
 type bindingListOut struct {
 	Body struct {
 		Items []store.RoleBinding `json:"items"`
@@ -285,6 +303,32 @@ func registerAdmin(api huma.API, s *Server) {
 			return nil, err
 		}
 		if err := s.store.RevokeDBLogin(ctx, requestOf(ctx, ""), in.Role, in.Login); err != nil {
+			return nil, adminProblem(err, "revoke")
+		}
+		return nil, nil
+	})
+	huma.Register(api, huma.Operation{
+		OperationID: "role-binding-grant", Method: http.MethodPost, Path: "/admin/role-bindings", Tags: tags,
+		Summary:       "Bind a JWT subject, a token group or an API key to a role, with an optional expiry and scope attributes",
+		DefaultStatus: http.StatusCreated, Errors: []int{400, 401, 403, 422},
+	}, func(ctx context.Context, in *bindingGrantIn) (*bindingOut, error) {
+		if err := requireAdmin(ctx); err != nil {
+			return nil, err
+		}
+		b, err := s.store.GrantRole(ctx, requestOf(ctx, ""), in.Body.Role, in.Body.SubjectKind, in.Body.Subject, in.Body.ExpiresAt, in.Body.Scope)
+		if err != nil {
+			return nil, adminProblem(err, "grant")
+		}
+		return &bindingOut{Body: b}, nil
+	})
+	huma.Register(api, huma.Operation{
+		OperationID: "role-binding-revoke", Method: http.MethodDelete, Path: "/admin/role-bindings", Tags: tags,
+		Summary: "Remove a binding made with POST /admin/role-bindings", DefaultStatus: http.StatusNoContent, Errors: []int{400, 401, 403, 404, 422},
+	}, func(ctx context.Context, in *bindingRevokeIn) (*struct{}, error) {
+		if err := requireAdmin(ctx); err != nil {
+			return nil, err
+		}
+		if err := s.store.RevokeRole(ctx, requestOf(ctx, ""), in.Role, in.SubjectKind, in.Subject); err != nil {
 			return nil, adminProblem(err, "revoke")
 		}
 		return nil, nil

@@ -297,6 +297,9 @@ func (r *records) stillAllowed(ctx context.Context, hr *http.Request) (store.Act
 		return store.Actor{}, false
 	}
 	actor, _, err := r.s.chain.Authenticate(ctx, hr)
+	if err == nil {
+		actor, err = r.s.bindings.apply(ctx, actor)
+	}
 	if err != nil {
 		return store.Actor{}, false
 	}

@@ -44,6 +44,9 @@ var openAPIFormats = map[string]string{
 func (s *Server) serveOpenAPI(rt *routes, format string, w http.ResponseWriter, r *http.Request) {
 	var actor store.Actor
 	if a, _, err := s.chain.Authenticate(r.Context(), r); !errors.Is(err, auth.ErrNoCredential) {
+		if err == nil {
+			a, err = s.bindings.apply(r.Context(), a)
+		}
 		if err != nil {
 			writeProblem(w, problem(http.StatusUnauthorized, "no valid identity: "+err.Error()))
 			return

@@ -43,6 +43,9 @@ type Config struct {
 	Auth *auth.Config
 	// JWT tunes the JWT strategy's caches and clock (tests); the zero value is the default.
 	JWT auth.JWTOptions
+	// BindingCacheTTL is how long an actor's role bindings are used without a lookup; a new or
+	// expired binding takes effect within it. 0 means 5s; negative means no cache (tests).
+	BindingCacheTTL time.Duration
 	// NoDecisionAudit turns off the audit entries of authentication and authorization
 	// decisions (data changes are audited by Postgres whatever this says). Only the
 	// benchmark sets it, to measure what the entries cost.
@@ -53,11 +56,12 @@ type Config struct {
 // Server is the API. Its handler is swapped atomically when the schema set changes, so
 // requests in flight finish on the routes they started with.
 type Server struct {
-	store   *store.Store
-	cfg     Config
-	log     *slog.Logger
-	apiKeys *auth.APIKeys
-	chain   auth.Chain
+	store    *store.Store
+	cfg      Config
+	log      *slog.Logger
+	apiKeys  *auth.APIKeys
+	chain    auth.Chain
+	bindings *bindingCache
 
 	routes   atomic.Pointer[routes]
 	reloadMu sync.Mutex
@@ -111,6 +115,11 @@ func New(ctx context.Context, st *store.Store, cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s.chain = chain
+	ttl := cfg.BindingCacheTTL
+	if ttl == 0 {
+		ttl = 5 * time.Second
+	}
+	s.bindings = &bindingCache{st: st, ttl: max(ttl, 0), entries: map[string]bindingEntry{}}
 	if err := s.Reload(ctx); err != nil {
 		return nil, err
 	}
@@ -301,6 +310,9 @@ func (s *Server) authenticate(api huma.API) func(huma.Context, func(huma.Context
 		}
 		r, _ := humago.Unwrap(ctx)
 		actor, strategy, err := s.chain.Authenticate(ctx.Context(), r)
+		if err == nil {
+			actor, err = s.bindings.apply(ctx.Context(), actor)
+		}
 		if err != nil {
 			status, msg, challenge := s.authnFailure(err, strategy, rid)
 			s.auditAuthn(ctx, rid, strategy, status, msg)

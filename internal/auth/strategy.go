@@ -90,7 +90,7 @@ type Config struct {
 	// TrustedProxies are the CIDRs of the proxies in front of the API whose X-Forwarded-For
 	// names the client, for API keys' IP allowlists (ClientIP). Empty: the peer address.
 	TrustedProxies []string `json:"trustedProxies,omitempty"`
-	JWT        struct {
+	JWT            struct {
 		Issuers []JWTIssuer `json:"issuers,omitempty"`
 	} `json:"jwt,omitempty"`
 }
