@@ -1,12 +1,17 @@
 package api_test
 
 import (
+	"bytes"
 	"crypto/rand"
 	"crypto/rsa"
 	"encoding/json"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -138,3 +143,65 @@ func TestAuthStrategiesInOrder(t *testing.T) {
 }
 
 func urlQuery(s string) string { return url.QueryEscape(s) }
+
+// When the JWKS endpoint goes down, the cached keys serve until they expire; then requests
+// with tokens fail closed with 503, audited as failed with fail_mode closed. Secrets never
+// reach the logs, whatever happens.
+func TestJWTFailsClosedAndLogsNoSecrets(t *testing.T) {
+	t.Parallel()
+	p := newIDP(t)
+	now := time.Now()
+	var clock atomic.Pointer[time.Time]
+	clock.Store(&now)
+	var logs syncBuffer
+	e := newEnv(t, api.Config{
+		Auth:   p.config(auth.StrategyAPIKey, auth.StrategyJWT),
+		JWT:    auth.JWTOptions{Now: func() time.Time { return *clock.Load() }, DefaultKeyTTL: time.Minute},
+		Logger: slog.New(slog.NewTextHandler(&logs, nil)),
+	})
+	e.apply("testdata/orders.yaml")
+	token := p.token(map[string]any{"groups": []string{"velocity-viewer"}})
+	require.Equal(t, http.StatusOK, e.do("GET", ordersPath, "", nil, bearer(token)...).status)
+
+	p.jwks.Close()
+	other := p.token(map[string]any{"sub": "bob", "groups": []string{"velocity-viewer"}})
+	require.Equal(t, http.StatusOK, e.do("GET", ordersPath, "", nil, bearer(other)...).status, "cached keys still serve")
+
+	later := now.Add(2 * time.Minute)
+	clock.Store(&later)
+	third := p.token(map[string]any{"sub": "cy", "exp": later.Add(time.Hour).Unix(), "groups": []string{"velocity-viewer"}})
+	r := e.do("GET", ordersPath, "", nil, append(bearer(third), "X-Request-ID", "req-jwks-down")...)
+	requireProblem(t, r, http.StatusServiceUnavailable)
+	entry := e.waitAudit("request_id=req-jwks-down", 1)[0]
+	require.Equal(t, "failed", entry["outcome"])
+	require.Equal(t, "closed", entry["fail_mode"])
+	require.Equal(t, "jwt", entry["strategy"])
+
+	// A wrong API key, a bad token: none of the secrets is in the log.
+	e.do("GET", ordersPath, "vk_"+strings.Repeat("z", 43), nil)
+	e.do("GET", ordersPath, "", nil, bearer(token+"x")...)
+	out := logs.String()
+	require.Contains(t, out, "authenticate", "the 503 was logged")
+	for _, secret := range []string{token, other, third, e.admin, strings.Repeat("z", 43)} {
+		require.NotContains(t, out, secret)
+		require.NotContains(t, out, secret[len(secret)-20:], "not even a part of it")
+	}
+}
+
+// syncBuffer is a bytes.Buffer that the server's goroutines may write while the test reads.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
