@@ -994,6 +994,8 @@ BEGIN
     WHEN 'binding' THEN
       verb := CASE TG_OP WHEN 'INSERT' THEN 'grant' WHEN 'DELETE' THEN 'revoke' ELSE 'update' END;
       target := (row_image ->> 'subject_kind') || ':' || (row_image ->> 'subject');
+    WHEN 'revocation' THEN
+      target := (row_image ->> 'kind') || ':' || (row_image ->> 'value');
     ELSE
       target := row_image ->> 'login';
   END CASE;
@@ -1142,4 +1144,167 @@ GRANT EXECUTE ON FUNCTION
   velocity.role_binding_grant(text, text, text, timestamptz, jsonb),
   velocity.role_binding_revoke(text, text, text),
   velocity.actor_bindings(text[], text[])
+TO velocity_api;
+
+-- 009_create_revocations.sql
+-- Why: tokens, subjects and API keys can be revoked. Postgres keeps every revocation; Redis
+-- carries it to every API replica within a second (internal/auth/revocation.go).
+CREATE TABLE velocity.revocations (
+  kind        text NOT NULL,
+  value       text NOT NULL,
+  expires_at  timestamptz,
+  reason      text,
+  created_at  timestamptz NOT NULL DEFAULT now(),
+  created_by  text NOT NULL,
+  PRIMARY KEY (kind, value)
+);
+
+-- velocity.audit_guard(): the audit tables are append-only for every role, the owner
+-- included. (A superuser can still disable the trigger; `velocity audit verify` finds what
+-- such a session changed.)
+CREATE OR REPLACE FUNCTION velocity.audit_guard() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+  RAISE EXCEPTION '%.% is append-only: % is not allowed', TG_TABLE_SCHEMA, TG_TABLE_NAME, TG_OP
+    USING ERRCODE = '42501';
+END
+$$;
+
+-- velocity.audit_append(entries): appends the API's authentication and authorization
+-- decisions, a batch at a time, as a JSON array of objects with the keys at, action, outcome,
+-- actor, strategy, fail_mode, layer, schema_key, record_id, reason, request_id and detail.
+-- Only the API may call it. Returns how many entries it wrote.
+CREATE OR REPLACE FUNCTION velocity.audit_append(entries jsonb) RETURNS integer
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  n integer;
+BEGIN
+  IF jsonb_typeof(entries) IS DISTINCT FROM 'array' THEN
+    RAISE EXCEPTION 'audit entries must be a JSON array' USING ERRCODE = '22023';
+  END IF;
+  INSERT INTO velocity.audit_entry (at, action, outcome, actor, strategy, fail_mode, layer, schema_key, record_id, reason, request_id, detail)
+  SELECT coalesce(e.at, clock_timestamp()), e.action, e.outcome::velocity.audit_outcome, coalesce(e.actor, ''), e.strategy, e.fail_mode,
+         e.layer, e.schema_key, e.record_id, e.reason, e.request_id, coalesce(e.detail, '{}')
+    FROM jsonb_to_recordset(entries) AS e(at timestamptz, action text, outcome text, actor text, strategy text, fail_mode text,
+                                          layer smallint, schema_key text, record_id text, reason text, request_id text, detail jsonb);
+  GET DIAGNOSTICS n = ROW_COUNT;
+  RETURN n;
+END
+$$;
+
+-- velocity.audit_admin_change(): AFTER trigger on the platform's own tables (applied schema
+-- versions, API keys, role bindings, database logins). Whoever makes the change, the API or a
+-- DBA in psql, it is an audit entry in the same transaction. Secrets (key hashes) never enter
+-- the entry. TG_ARGV[0] names the kind of object ("schema", "apikey", "binding", "dblogin").
+CREATE OR REPLACE FUNCTION velocity.audit_admin_change() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  kind text := TG_ARGV[0];
+  verb text;
+  row_image jsonb;
+  target text;
+  schema_key text;
+BEGIN
+  IF TG_OP = 'DELETE' THEN
+    row_image := to_jsonb(OLD);
+    verb := 'delete';
+  ELSE
+    row_image := to_jsonb(NEW);
+    verb := CASE TG_OP WHEN 'INSERT' THEN 'create' ELSE 'update' END;
+  END IF;
+  row_image := row_image - 'key_hash' - 'plan' - 'definition';
+  CASE kind
+    WHEN 'schema' THEN
+      verb := 'apply';
+      target := row_image ->> 'version';
+      schema_key := row_image ->> 'schema_key';
+    WHEN 'apikey' THEN
+      IF TG_OP = 'UPDATE' AND OLD.revoked_at IS NULL AND NEW.revoked_at IS NOT NULL THEN
+        verb := 'revoke';
+      END IF;
+      target := row_image ->> 'id';
+    WHEN 'binding' THEN
+      verb := CASE TG_OP WHEN 'INSERT' THEN 'grant' WHEN 'DELETE' THEN 'revoke' ELSE 'update' END;
+      target := (row_image ->> 'subject_kind') || ':' || (row_image ->> 'subject');
+    WHEN 'revocation' THEN
+      target := (row_image ->> 'kind') || ':' || (row_image ->> 'value');
+    ELSE
+      target := row_image ->> 'login';
+  END CASE;
+  -- The owner session applies schemas on behalf of the API actor named in applied_by.
+  INSERT INTO velocity.audit_entry (action, outcome, actor, schema_key, record_id, reason, request_id, detail)
+  VALUES (kind || '.' || verb, 'allowed', coalesce(row_image ->> 'applied_by', velocity.current_actor_id()), schema_key, target,
+          NULLIF(current_setting('velocity.reason', true), ''), NULLIF(current_setting('velocity.request_id', true), ''),
+          row_image);
+  RETURN NULL;
+END
+$$;
+
+-- velocity.credential_revoke: revokes a token (by jti), a subject (an actor id such as
+-- jwt:ada) or an API key (by id), durably; the API then publishes it through Redis so every
+-- replica refuses it within a second. expires_at is when the revocation may be forgotten
+-- (a token's exp); null keeps it. Revoking an API key also marks the key revoked.
+CREATE OR REPLACE FUNCTION velocity.credential_revoke(p_kind text, p_value text, p_expires timestamptz DEFAULT NULL, p_reason text DEFAULT NULL)
+RETURNS SETOF velocity.revocations
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+  PERFORM velocity.require_admin();
+  IF p_kind IS NULL OR p_kind NOT IN ('jti', 'subject', 'api_key') THEN
+    RAISE EXCEPTION 'kind must be jti, subject or api_key' USING ERRCODE = '22023', COLUMN = 'kind';
+  END IF;
+  IF p_value IS NULL OR length(p_value) NOT BETWEEN 1 AND 300 OR p_value ~ '[[:cntrl:]]' THEN
+    RAISE EXCEPTION 'value must be 1 to 300 printable characters' USING ERRCODE = '22023', COLUMN = 'value';
+  END IF;
+  IF p_kind = 'api_key' THEN
+    UPDATE velocity.api_keys SET revoked_at = coalesce(revoked_at, now()) WHERE id::text = p_value;
+    IF NOT FOUND THEN
+      RAISE EXCEPTION 'no api key %', quote_literal(p_value) USING ERRCODE = '22023', COLUMN = 'value';
+    END IF;
+  END IF;
+  IF p_expires IS NOT NULL AND p_expires <= now() THEN
+    RAISE EXCEPTION 'expires_at must be in the future' USING ERRCODE = '22023', COLUMN = 'expires_at';
+  END IF;
+  IF p_reason IS NOT NULL AND length(p_reason) > 1000 THEN
+    RAISE EXCEPTION 'reason must be at most 1000 characters' USING ERRCODE = '22023', COLUMN = 'reason';
+  END IF;
+  RETURN QUERY
+  INSERT INTO velocity.revocations AS r (kind, value, expires_at, reason, created_by)
+  VALUES (p_kind, p_value, p_expires, p_reason, velocity.current_actor_id())
+  ON CONFLICT (kind, value) DO UPDATE SET expires_at = excluded.expires_at, reason = excluded.reason
+  RETURNING r.*;
+END
+$$;
+
+-- velocity.revocations_active(): what every API replica loads when it (re)connects to Redis,
+-- and writes back there, so a Redis that lost its data forgets no revocation.
+CREATE OR REPLACE FUNCTION velocity.revocations_active()
+RETURNS TABLE (kind text, value text, expires_at timestamptz)
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+  SELECT r.kind, r.value, r.expires_at FROM velocity.revocations r
+   WHERE r.expires_at IS NULL OR r.expires_at > now()
+   ORDER BY r.kind, r.value
+$$;
+
+
+CREATE TRIGGER velocity_audit AFTER INSERT OR UPDATE OR DELETE ON velocity.revocations
+  FOR EACH ROW EXECUTE FUNCTION velocity.audit_admin_change('revocation');
+
+REVOKE ALL ON velocity.revocations FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION
+  velocity.credential_revoke(text, text, timestamptz, text),
+  velocity.revocations_active()
+FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION
+  velocity.credential_revoke(text, text, timestamptz, text),
+  velocity.revocations_active()
 TO velocity_api;

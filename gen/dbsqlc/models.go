@@ -179,6 +179,15 @@ type VelocityOutbox struct {
 	Version   int32
 }
 
+type VelocityRevocation struct {
+	Kind      string
+	Value     string
+	ExpiresAt pgtype.Timestamptz
+	Reason    pgtype.Text
+	CreatedAt pgtype.Timestamptz
+	CreatedBy string
+}
+
 type VelocityRoleBinding struct {
 	ID          uuid.UUID
 	Role        string

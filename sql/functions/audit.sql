@@ -71,6 +71,8 @@ BEGIN
     WHEN 'binding' THEN
       verb := CASE TG_OP WHEN 'INSERT' THEN 'grant' WHEN 'DELETE' THEN 'revoke' ELSE 'update' END;
       target := (row_image ->> 'subject_kind') || ':' || (row_image ->> 'subject');
+    WHEN 'revocation' THEN
+      target := (row_image ->> 'kind') || ':' || (row_image ->> 'value');
     ELSE
       target := row_image ->> 'login';
   END CASE;
