@@ -2,8 +2,9 @@
 # Checks the system packages that `make test` and `make run` need on a Debian 12 machine that
 # has only Go, and installs the missing ones when run as root.
 #
-#   scripts/ensure-deps.sh            # the defaults: Postgres 15 server, contrib, postgres user
-#   scripts/ensure-deps.sh redis      # the defaults plus the named extra checks
+#   scripts/ensure-deps.sh            # the defaults: Postgres 15 server, contrib, postgres user,
+#                                     # redis-server (internal/redistest), gcc
+#   scripts/ensure-deps.sh NAME...    # the defaults plus the named extra checks
 #
 # Each check is a name, a shell test, and the Debian package that satisfies it; add a row to
 # CHECKS to support a new dependency.
@@ -23,7 +24,8 @@ CHECKS=(
 	"gcc|command -v gcc >/dev/null|gcc"
 )
 # gcc: sqlc, which the generated-code check builds, parses SQL with cgo (pg_query_go).
-DEFAULTS=(postgres initdb pg_ctl pg_trgm postgres-user gcc)
+# redis: the revocation tests start their own redis-server (internal/redistest).
+DEFAULTS=(postgres initdb pg_ctl pg_trgm postgres-user redis gcc)
 
 row() {
 	local name=$1 entry

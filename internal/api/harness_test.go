@@ -36,12 +36,18 @@ type env struct {
 
 func newEnv(t *testing.T, cfg api.Config) *env {
 	t.Helper()
+	return newEnvFor(t, func(*store.Store) api.Config { return cfg })
+}
+
+// newEnvFor is newEnv with a configuration that needs the store (a revocation checker).
+func newEnvFor(t *testing.T, config func(st *store.Store) api.Config) *env {
+	t.Helper()
 	ctx := context.Background()
 	db := pgtest.TestDB(t)
 	st, err := store.Open(ctx, db.DSN(store.AuthenticatorRole), db.DSN(store.OwnerRole), 8)
 	require.NoError(t, err)
 	t.Cleanup(st.Close)
-	srv, err := api.New(ctx, st, cfg)
+	srv, err := api.New(ctx, st, config(st))
 	require.NoError(t, err)
 	t.Cleanup(func() { srv.Close(context.Background()) })
 	e := &env{t: t, db: db, st: st, server: srv, http: newHTTPServer(t, srv), super: db.Super(t)}

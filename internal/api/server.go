@@ -43,6 +43,10 @@ type Config struct {
 	Auth *auth.Config
 	// JWT tunes the JWT strategy's caches and clock (tests); the zero value is the default.
 	JWT auth.JWTOptions
+	// Revocations checks every authenticated request's credentials against revoked tokens,
+	// subjects and API keys, through Redis; nil: only API keys revoked in Postgres are refused
+	// (within KeyCacheTTL). The caller starts it (auth.Revocations.Start).
+	Revocations *auth.Revocations
 	// BindingCacheTTL is how long an actor's role bindings are used without a lookup; a new or
 	// expired binding takes effect within it. 0 means 5s; negative means no cache (tests).
 	BindingCacheTTL time.Duration
@@ -184,6 +188,7 @@ func (s *Server) build(infos []store.SchemaInfo) *routes {
 	registerMetrics(mux, s)
 	registerAdmin(api, s)
 	registerAudit(api, s)
+	registerRevocations(api, s)
 	rt := &routes{mux: mux, api: api}
 	for _, info := range infos {
 		rt.objects = append(rt.objects, registerRecords(api, s, sqlbuild.NewTable(info.Definition.Spec)))
@@ -243,8 +248,9 @@ const (
 
 // decisionNote is where a request's denial, if any, is noted for its audit entry.
 type decisionNote struct {
-	layer  int
-	detail string
+	layer    int
+	detail   string
+	failMode string // "open" when a check could not be made and the deployment let it pass
 }
 
 // noteProblem is a Huma transformer: it sees every response body, so it notes the layer and
@@ -275,6 +281,7 @@ func (s *Server) auditDecision(ctx huma.Context, actor store.Actor, rid string, 
 		}
 	}
 	d.RecordID = ctx.Param("id")
+	d.FailMode = note.failMode
 	if status == http.StatusForbidden || (note.layer > 0 && status == http.StatusNotFound) {
 		d.Outcome, d.Layer = "denied", note.layer
 		d.Detail["denial"] = note.detail
@@ -313,6 +320,18 @@ func (s *Server) authenticate(api huma.API) func(huma.Context, func(huma.Context
 		if err == nil {
 			actor, err = s.bindings.apply(ctx.Context(), actor)
 		}
+		failMode := ""
+		if err == nil && s.cfg.Revocations != nil {
+			var revoked *auth.Credential
+			var open bool
+			revoked, open, err = s.cfg.Revocations.Check(ctx.Context(), credentialsOf(actor))
+			switch {
+			case err == nil && revoked != nil:
+				err = fmt.Errorf("%w: %s", auth.ErrRevoked, revoked.Kind)
+			case open:
+				failMode = "open" // Redis was unreachable and the deployment fails open
+			}
+		}
 		if err != nil {
 			status, msg, challenge := s.authnFailure(err, strategy, rid)
 			s.auditAuthn(ctx, rid, strategy, status, msg)
@@ -320,7 +339,7 @@ func (s *Server) authenticate(api huma.API) func(huma.Context, func(huma.Context
 			_ = huma.WriteErr(api, ctx, status, msg)
 			return
 		}
-		note := &decisionNote{}
+		note := &decisionNote{failMode: failMode}
 		ctx = huma.WithValue(huma.WithValue(ctx, actorKey, actor), noteKey, note)
 		next(ctx)
 		s.auditDecision(ctx, actor, rid, note)
@@ -339,6 +358,8 @@ func (s *Server) authnFailure(err error, strategy, rid string) (status int, msg,
 		return http.StatusUnauthorized, "no valid identity: send " + credentialHint(s.chain), challenge
 	case errors.Is(err, auth.ErrUnknownKey), errors.Is(err, auth.ErrExpiredKey),
 		errors.Is(err, auth.ErrAddress), errors.Is(err, auth.ErrMalformed):
+		return http.StatusUnauthorized, "no valid identity: " + err.Error(), challenge
+	case errors.Is(err, auth.ErrRevoked):
 		return http.StatusUnauthorized, "no valid identity: " + err.Error(), challenge
 	case errors.Is(err, auth.ErrTokenInvalid), errors.Is(err, auth.ErrTokenExpired), errors.Is(err, auth.ErrUnknownIssuer):
 		return http.StatusUnauthorized, "no valid identity: " + err.Error(), `Bearer error="invalid_token"`

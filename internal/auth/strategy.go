@@ -266,5 +266,6 @@ func (j *JWTStrategy) Authenticate(ctx context.Context, r *http.Request) (store.
 	if roles == nil {
 		roles = []string{}
 	}
-	return store.Actor{ID: "jwt:" + mapped.ID, Kind: "jwt", Roles: roles, Attributes: attrs}, nil
+	jti, _ := vt.Claims["jti"].(string)
+	return store.Actor{ID: "jwt:" + mapped.ID, Kind: "jwt", Roles: roles, Attributes: attrs, TokenID: jti}, nil
 }

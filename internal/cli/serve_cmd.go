@@ -11,6 +11,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/spf13/cobra"
 
 	"github.com/velocitydev/velocity/internal/api"
@@ -25,7 +26,8 @@ const (
 )
 
 func newServeCmd(g *globals) *cobra.Command {
-	var listen, apiURL, ownerURL, authFile string
+	var listen, apiURL, ownerURL, authFile, redisURL string
+	var failOpen bool
 	var maxBody int64
 	var publicOpenAPI bool
 	cmd := &cobra.Command{
@@ -58,7 +60,24 @@ func newServeCmd(g *globals) *cobra.Command {
 				return err
 			}
 			defer st.Close()
-			server, err := api.New(ctx, st, api.Config{Logger: log, MaxBodyBytes: maxBody, PublicOpenAPI: publicOpenAPI, Auth: authCfg})
+			var revocations *auth.Revocations
+			if redisURL != "" {
+				opts, err := redis.ParseURL(redisURL)
+				if err != nil {
+					return usageError{fmt.Errorf("--redis-url: %w", err)}
+				}
+				// A hung Redis must cost a request the check's 200 ms, not the client's timeouts.
+				opts.ContextTimeoutEnabled = true
+				opts.MaxRetries, opts.DialerRetries = 1, 1
+				if opts.DialTimeout == 0 || opts.DialTimeout > time.Second {
+					opts.DialTimeout = time.Second
+				}
+				rdb := redis.NewClient(opts)
+				defer rdb.Close()
+				revocations = auth.NewRevocations(rdb, api.NewDurableRevocations(st), auth.RevocationOptions{FailOpen: failOpen, Logger: log})
+				go revocations.Start(ctx)
+			}
+			server, err := api.New(ctx, st, api.Config{Logger: log, MaxBodyBytes: maxBody, PublicOpenAPI: publicOpenAPI, Auth: authCfg, Revocations: revocations})
 			if err != nil {
 				return err
 			}
@@ -86,6 +105,8 @@ func newServeCmd(g *globals) *cobra.Command {
 	cmd.Flags().StringVar(&ownerURL, "owner-database-url", "", "Postgres URL of velocity_owner, for schema applies (env "+EnvOwnerDatabaseURL+")")
 	cmd.Flags().Int64Var(&maxBody, "max-body-bytes", 1<<20, "largest request body; larger ones get 413")
 	cmd.Flags().StringVar(&authFile, "auth-config", "", "YAML file listing the authentication strategies in order and the JWT issuers (docs/access-control.md); default: API keys only")
+	cmd.Flags().StringVar(&redisURL, "redis-url", "", "Redis that carries revocations of tokens, subjects and API keys to every replica (redis://host:6379/0); none: only API keys revoked in Postgres are refused")
+	cmd.Flags().BoolVar(&failOpen, "revocation-fail-open", false, "let requests through, audited, when Redis cannot be asked (default: fail closed with 503)")
 	cmd.Flags().BoolVar(&publicOpenAPI, "public-openapi", false, "show every object in /openapi.json and /docs to callers without a key")
 	return cmd
 }

@@ -30,6 +30,9 @@ type Actor struct {
 	Kind       string         `json:"kind"`
 	Roles      []string       `json:"roles"`
 	Attributes map[string]any `json:"attributes"`
+	// TokenID is the jti of the token the actor authenticated with, for revocation checks;
+	// it never reaches Postgres.
+	TokenID string `json:"-"`
 }
 
 // HasRole reports whether the actor holds role.
