@@ -43,6 +43,10 @@ type Config struct {
 	Auth *auth.Config
 	// JWT tunes the JWT strategy's caches and clock (tests); the zero value is the default.
 	JWT auth.JWTOptions
+	// OIDC tunes the browser login (HTTP client and clock, for tests).
+	OIDC auth.OIDCOptions
+	// SessionKey signs session cookies; required when Auth lists the session strategy.
+	SessionKey []byte
 	// Revocations checks every authenticated request's credentials against revoked tokens,
 	// subjects and API keys, through Redis; nil: only API keys revoked in Postgres are refused
 	// (within KeyCacheTTL). The caller starts it (auth.Revocations.Start).
@@ -65,6 +69,7 @@ type Server struct {
 	log      *slog.Logger
 	apiKeys  *auth.APIKeys
 	chain    auth.Chain
+	oidc     *auth.OIDC // the browser login, when the session strategy is configured
 	bindings *bindingCache
 
 	routes   atomic.Pointer[routes]
@@ -114,11 +119,11 @@ func New(ctx context.Context, st *store.Store, cfg Config) (*Server, error) {
 	if cfg.Auth != nil {
 		authCfg = *cfg.Auth
 	}
-	chain, err := authCfg.Build(s.apiKeys, cfg.JWT)
+	assembly, err := authCfg.Assemble(s.apiKeys, auth.AssembleOptions{JWT: cfg.JWT, OIDC: cfg.OIDC, SessionKey: cfg.SessionKey})
 	if err != nil {
 		return nil, err
 	}
-	s.chain = chain
+	s.chain, s.oidc = assembly.Chain, assembly.OIDC
 	ttl := cfg.BindingCacheTTL
 	if ttl == 0 {
 		ttl = 5 * time.Second
@@ -186,6 +191,12 @@ func (s *Server) build(infos []store.SchemaInfo) *routes {
 	})
 	registerHealth(api, s)
 	registerMetrics(mux, s)
+	if s.oidc != nil {
+		mux.HandleFunc("GET /auth/login", s.oidc.Login)
+		mux.HandleFunc("GET /auth/callback", s.oidc.Callback)
+		mux.HandleFunc("POST /auth/logout", s.oidc.Logout)
+		mux.HandleFunc("GET /auth/logout", s.oidc.Logout)
+	}
 	registerAdmin(api, s)
 	registerAudit(api, s)
 	registerRevocations(api, s)
@@ -296,6 +307,8 @@ func strategyOf(actor store.Actor) string {
 		return auth.StrategyAPIKey
 	case "jwt":
 		return auth.StrategyJWT
+	case "session":
+		return auth.StrategySession
 	}
 	return actor.Kind
 }
@@ -359,6 +372,8 @@ func (s *Server) authnFailure(err error, strategy, rid string) (status int, msg,
 	case errors.Is(err, auth.ErrUnknownKey), errors.Is(err, auth.ErrExpiredKey),
 		errors.Is(err, auth.ErrAddress), errors.Is(err, auth.ErrMalformed):
 		return http.StatusUnauthorized, "no valid identity: " + err.Error(), challenge
+	case errors.Is(err, auth.ErrSessionExpired):
+		return http.StatusUnauthorized, "no valid identity: session expired; log in again at /auth/login", challenge
 	case errors.Is(err, auth.ErrRevoked):
 		return http.StatusUnauthorized, "no valid identity: " + err.Error(), challenge
 	case errors.Is(err, auth.ErrTokenInvalid), errors.Is(err, auth.ErrTokenExpired), errors.Is(err, auth.ErrUnknownIssuer):

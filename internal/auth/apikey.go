@@ -1,5 +1,5 @@
 // Package auth turns a request's credentials into a verified actor: the strategies (API keys
-// and JWT bearer tokens; OIDC sessions later) in the order a deployment lists them, their
+// JWT bearer tokens and OIDC browser sessions) in the order a deployment lists them, their
 // caches, the claim mapping, and the reasons a credential is refused.
 package auth
 
@@ -29,6 +29,7 @@ var (
 	ErrTokenExpired    = errors.New("bearer token expired")
 	ErrUnknownIssuer   = errors.New("bearer token from an unknown issuer")
 	ErrKeysUnavailable = errors.New("issuer signing keys unavailable")
+	ErrSessionExpired  = errors.New("session expired")
 )
 
 // HeaderAPIKey carries an API key.

@@ -93,6 +93,9 @@ type Config struct {
 	JWT            struct {
 		Issuers []JWTIssuer `json:"issuers,omitempty"`
 	} `json:"jwt,omitempty"`
+	// OIDC is the browser login of the session strategy; its issuer must be one of
+	// jwt.issuers, whose keys verify the id_token and whose claim mapping makes the actor.
+	OIDC *OIDCConfig `json:"oidc,omitempty"`
 }
 
 // DefaultConfig authenticates API keys only.
@@ -118,8 +121,8 @@ func (c Config) check() error {
 	}
 	for i, s := range c.Strategies {
 		switch {
-		case s != StrategyAPIKey && s != StrategyJWT:
-			errs = append(errs, fmt.Errorf("strategies[%d]: unknown strategy %q (use api-key or jwt)", i, s))
+		case s != StrategyAPIKey && s != StrategyJWT && s != StrategySession:
+			errs = append(errs, fmt.Errorf("strategies[%d]: unknown strategy %q (use api-key, jwt or session)", i, s))
 		case slices.Index(c.Strategies, s) != i:
 			errs = append(errs, fmt.Errorf("strategies[%d]: %q is listed twice", i, s))
 		}
@@ -128,11 +131,20 @@ func (c Config) check() error {
 		errs = append(errs, err)
 	}
 	jwt := slices.Contains(c.Strategies, StrategyJWT)
+	session := slices.Contains(c.Strategies, StrategySession)
 	switch {
 	case jwt && len(c.JWT.Issuers) == 0:
 		errs = append(errs, errors.New("jwt.issuers: the jwt strategy needs at least one issuer"))
-	case !jwt && len(c.JWT.Issuers) > 0:
-		errs = append(errs, errors.New("jwt.issuers: issuers are configured but jwt is not in strategies"))
+	case !jwt && !session && len(c.JWT.Issuers) > 0:
+		errs = append(errs, errors.New("jwt.issuers: issuers are configured but neither jwt nor session is in strategies"))
+	}
+	switch {
+	case session && c.OIDC == nil:
+		errs = append(errs, errors.New("oidc: the session strategy needs an oidc section"))
+	case !session && c.OIDC != nil:
+		errs = append(errs, errors.New("oidc: configured but session is not in strategies"))
+	case session && !slices.ContainsFunc(c.JWT.Issuers, func(is JWTIssuer) bool { return is.Issuer == c.OIDC.Issuer }):
+		errs = append(errs, fmt.Errorf("oidc.issuer: %q must be one of jwt.issuers (its keys verify the id_token)", c.OIDC.Issuer))
 	}
 	for i, is := range c.JWT.Issuers {
 		if _, err := is.skew(); err != nil {
@@ -176,27 +188,59 @@ func (c Config) proxies() ([]netip.Prefix, error) {
 	return out, nil
 }
 
-// Build makes the chain the configuration lists, around the API key strategy keys.
+// Build makes the chain the configuration lists, around the API key strategy keys. A
+// configuration with the session strategy needs Assemble, for its session key.
 func (c Config) Build(keys *APIKeys, opt JWTOptions) (Chain, error) {
+	a, err := c.Assemble(keys, AssembleOptions{JWT: opt})
+	return a.Chain, err
+}
+
+// AssembleOptions are what building the strategies needs beyond the configuration file.
+type AssembleOptions struct {
+	JWT  JWTOptions
+	OIDC OIDCOptions
+	// SessionKey signs session cookies (at least 32 bytes); required with the session strategy.
+	SessionKey []byte
+}
+
+// Assembly is a built configuration: the chain, and the browser login when the session
+// strategy is in it (its handlers serve /auth/login, /auth/callback and /auth/logout).
+type Assembly struct {
+	Chain Chain
+	OIDC  *OIDC
+}
+
+// Assemble builds the chain and the browser login.
+func (c Config) Assemble(keys *APIKeys, opt AssembleOptions) (Assembly, error) {
+	var a Assembly
 	if err := c.check(); err != nil {
-		return nil, err
+		return a, err
 	}
 	proxies, _ := c.proxies() // checked above
 	keys.TrustProxies(proxies)
-	var chain Chain
+	var j *JWTStrategy
+	if len(c.JWT.Issuers) > 0 {
+		var err error
+		if j, err = newJWTStrategy(c.JWT.Issuers, opt.JWT); err != nil {
+			return a, err
+		}
+	}
 	for _, s := range c.Strategies {
 		switch s {
 		case StrategyAPIKey:
-			chain = append(chain, keys)
+			a.Chain = append(a.Chain, keys)
 		case StrategyJWT:
-			j, err := newJWTStrategy(c.JWT.Issuers, opt)
+			a.Chain = append(a.Chain, j)
+		case StrategySession:
+			o, err := NewOIDC(*c.OIDC, j.verifier, opt.SessionKey, opt.OIDC)
 			if err != nil {
-				return nil, err
+				return a, fmt.Errorf("auth config: oidc: %w", err)
 			}
-			chain = append(chain, j)
+			a.OIDC = o
+			a.Chain = append(a.Chain, o.SessionStrategy(j.mappings[c.OIDC.Issuer]))
 		}
 	}
-	return chain, nil
+	return a, nil
 }
 
 // JWTStrategy authenticates "Authorization: Bearer <JWT>" with the configured issuers and maps

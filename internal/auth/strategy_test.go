@@ -74,7 +74,7 @@ jwt:
 		`strategies: [api-key, api-key]`:    `strategies[1]: "api-key" is listed twice`,
 		`strategies: [jwt]`:                 "jwt.issuers: the jwt strategy needs at least one issuer",
 		`{strategies: [api-key], bogus: 1}`: `unknown field "bogus"`,
-		"strategies: [api-key]\njwt: {issuers: [{issuer: x, jwksURL: y, audiences: [a]}]}":                                                           "issuers are configured but jwt is not in strategies",
+		"strategies: [api-key]\njwt: {issuers: [{issuer: x, jwksURL: y, audiences: [a]}]}":                                                           "issuers are configured but neither jwt nor session is in strategies",
 		"strategies: [jwt]\njwt: {issuers: [{issuer: x, jwksURL: y, audiences: [a], clockSkew: soon}]}":                                              `jwt.issuers[0].clockSkew: "soon" is not a duration`,
 		"strategies: [jwt]\njwt: {issuers: [{issuer: x, jwksURL: y, audiences: [a], claims: {roles: [{claim: g, transforms: [{kind: explode}]}]}}]}": "jwt.issuers[0].claims: ",
 	} {

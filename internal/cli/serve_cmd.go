@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -23,6 +24,8 @@ import (
 const (
 	EnvAPIDatabaseURL   = "VELOCITY_API_DATABASE_URL"
 	EnvOwnerDatabaseURL = "VELOCITY_OWNER_DATABASE_URL"
+	// EnvSessionKey signs the session cookies of the browser login (hex, at least 32 bytes).
+	EnvSessionKey = "VELOCITY_SESSION_KEY"
 )
 
 func newServeCmd(g *globals) *cobra.Command {
@@ -77,7 +80,14 @@ func newServeCmd(g *globals) *cobra.Command {
 				revocations = auth.NewRevocations(rdb, api.NewDurableRevocations(st), auth.RevocationOptions{FailOpen: failOpen, Logger: log})
 				go revocations.Start(ctx)
 			}
-			server, err := api.New(ctx, st, api.Config{Logger: log, MaxBodyBytes: maxBody, PublicOpenAPI: publicOpenAPI, Auth: authCfg, Revocations: revocations})
+			var sessionKey []byte
+			if raw := os.Getenv(EnvSessionKey); raw != "" {
+				if sessionKey, err = hex.DecodeString(raw); err != nil || len(sessionKey) < 32 {
+					return usageError{fmt.Errorf("%s: want at least 32 bytes as hex (openssl rand -hex 32)", EnvSessionKey)}
+				}
+			}
+			server, err := api.New(ctx, st, api.Config{Logger: log, MaxBodyBytes: maxBody, PublicOpenAPI: publicOpenAPI, Auth: authCfg,
+				Revocations: revocations, SessionKey: sessionKey})
 			if err != nil {
 				return err
 			}
