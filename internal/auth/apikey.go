@@ -1,4 +1,4 @@
-// Package auth turns a request's credentials into a verified actor: the strategies (API keys
+// Package auth turns a request's credentials into a verified actor: the strategies (API keys,
 // JWT bearer tokens and OIDC browser sessions) in the order a deployment lists them, their
 // caches, the claim mapping, and the reasons a credential is refused.
 package auth
