@@ -457,7 +457,7 @@ func (o *OIDC) discover(ctx context.Context) (*providerMetadata, error) {
 		return nil, fmt.Errorf("oidc discovery %s: issuer %q is not the configured %q", o.discoverURL, truncate(md.Issuer, 100), o.cfg.Issuer)
 	}
 	for name, raw := range map[string]string{"authorization_endpoint": md.AuthorizationEndpoint, "token_endpoint": md.TokenEndpoint} {
-		if !endpointURL(raw) {
+		if !EndpointURL(raw) {
 			return nil, fmt.Errorf("oidc discovery %s: %s %q is not an https URL", o.discoverURL, name, truncate(raw, 200))
 		}
 	}
@@ -465,9 +465,10 @@ func (o *OIDC) discover(ctx context.Context) (*providerMetadata, error) {
 	return &md, nil
 }
 
-// endpointURL accepts https, and http only on a loopback host (a provider in a test or a
-// sidecar), since the token endpoint receives the client secret.
-func endpointURL(raw string) bool {
+// EndpointURL accepts https, and http only on a loopback host (a provider in a test or a
+// sidecar), since the token endpoint receives the code and the client secret. The CLI's
+// login uses it too.
+func EndpointURL(raw string) bool {
 	u, err := url.Parse(raw)
 	if err != nil || u.Host == "" {
 		return false

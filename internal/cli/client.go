@@ -25,6 +25,7 @@ const maxErrorBody = 512
 type Client struct {
 	baseURL string
 	apiKey  string
+	bearer  string // sent as Authorization: Bearer when there is no apiKey
 	http    *http.Client
 }
 
@@ -94,6 +95,8 @@ func (c *Client) DoRaw(ctx context.Context, method, path string, contentType str
 	}
 	if c.apiKey != "" {
 		req.Header.Set("X-API-Key", c.apiKey)
+	} else if c.bearer != "" {
+		req.Header.Set("Authorization", "Bearer "+c.bearer)
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
@@ -147,6 +150,12 @@ func (g *globals) call(cmd *cobra.Command, method, path string, body, out any) (
 	c, err := g.client()
 	if err != nil {
 		return nil, err
+	}
+	if c.apiKey == "" {
+		// An API key from flag, environment or config wins over a `velocity auth login`.
+		if c.bearer, err = g.storedBearer(); err != nil {
+			return nil, err
+		}
 	}
 	var raw json.RawMessage
 	if err := c.Do(cmd.Context(), method, path, body, &raw); err != nil {

@@ -205,6 +205,7 @@ func newRoot(stdout, stderr io.Writer, getenv func(string) string) *cobra.Comman
 		newServeCmd(g),
 		newWorkerCmd(g),
 		newAuditCmd(g),
+		newAuthCmd(g),
 	)
 	for _, c := range root.Commands() {
 		rejectUnknownSubcommands(c)
