@@ -86,4 +86,13 @@ func TestOIDCBrowserLogin(t *testing.T) {
 	res.Body.Close()
 	require.Contains(t, []int{http.StatusNoContent, http.StatusFound}, res.StatusCode)
 	require.Equal(t, http.StatusUnauthorized, get(base+ordersPath).StatusCode, "logged out")
+
+	// The login itself is audited, and so is a callback that fails.
+	require.Equal(t, http.StatusBadRequest, get(base+"/auth/callback?code=x&state=forged").StatusCode)
+	outcomes := map[string]int{}
+	for _, it := range e.waitAudit("action=authn.login", 2) {
+		require.Equal(t, "session", it["strategy"])
+		outcomes[it["outcome"].(string)]++
+	}
+	require.Equal(t, map[string]int{"allowed": 1, "denied": 1}, outcomes)
 }

@@ -193,7 +193,7 @@ func (s *Server) build(infos []store.SchemaInfo) *routes {
 	registerMetrics(mux, s)
 	if s.oidc != nil {
 		mux.HandleFunc("GET /auth/login", s.oidc.Login)
-		mux.HandleFunc("GET /auth/callback", s.oidc.Callback)
+		mux.HandleFunc("GET /auth/callback", s.auditLogin(s.oidc.Callback))
 		mux.HandleFunc("POST /auth/logout", s.oidc.Logout)
 		mux.HandleFunc("GET /auth/logout", s.oidc.Logout)
 	}
@@ -475,6 +475,43 @@ func NewHTTPServer(addr string, h http.Handler) *http.Server {
 		hs.RegisterOnShutdown(s.CloseStreams)
 	}
 	return hs
+}
+
+// statusRecorder remembers the status a handler wrote.
+type statusRecorder struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusRecorder) WriteHeader(status int) {
+	w.status = status
+	w.ResponseWriter.WriteHeader(status)
+}
+
+// auditLogin records the outcome of a browser login's callback, an authentication decision
+// like any other: allowed (the session cookie was set), denied (a bad state, code or token),
+// or failed closed (the provider was unreachable).
+func (s *Server) auditLogin(next http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
+		next(rec, r)
+		if s.decisions == nil {
+			return
+		}
+		rid := r.Header.Get("X-Request-ID")
+		if rid == "" || len(rid) > 128 {
+			rid = newRequestID()
+		}
+		d := decision{At: time.Now(), Action: "authn.login", Outcome: "allowed", Strategy: auth.StrategySession, RequestID: rid,
+			Detail: map[string]any{"method": r.Method, "path": r.URL.Path, "status": rec.status}}
+		switch {
+		case rec.status >= 500:
+			d.Outcome, d.FailMode = "failed", "closed"
+		case rec.status >= 400:
+			d.Outcome = "denied"
+		}
+		s.decisions.add(d)
+	}
 }
 
 // reasonHeader carries why a request is made, for history and audit.
