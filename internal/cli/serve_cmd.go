@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"slices"
 	"os/signal"
 	"syscall"
 	"time"
@@ -64,6 +65,9 @@ func newServeCmd(g *globals) *cobra.Command {
 			}
 			defer st.Close()
 			var revocations *auth.Revocations
+			if redisURL == "" && authCfg != nil && (slices.Contains(authCfg.Strategies, auth.StrategyJWT) || slices.Contains(authCfg.Strategies, auth.StrategySession)) {
+				log.Warn("no --redis-url: revocations of tokens and subjects are stored but not enforced; only API keys revoked in Postgres are refused")
+			}
 			if redisURL != "" {
 				opts, err := redis.ParseURL(redisURL)
 				if err != nil {
