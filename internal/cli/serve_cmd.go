@@ -8,8 +8,8 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
-	"slices"
 	"os/signal"
+	"slices"
 	"syscall"
 	"time"
 
