@@ -172,6 +172,7 @@ func TestJWTFailsClosedAndLogsNoSecrets(t *testing.T) {
 	third := p.token(map[string]any{"sub": "cy", "exp": later.Add(time.Hour).Unix(), "groups": []string{"velocity-viewer"}})
 	r := e.do("GET", ordersPath, "", nil, append(bearer(third), "X-Request-ID", "req-jwks-down")...)
 	requireProblem(t, r, http.StatusServiceUnavailable)
+	requireProblem(t, e.do("GET", "/openapi.json", "", nil, bearer(third)...), http.StatusServiceUnavailable)
 	entry := e.waitAudit("request_id=req-jwks-down", 1)[0]
 	require.Equal(t, "failed", entry["outcome"])
 	require.Equal(t, "closed", entry["fail_mode"])

@@ -43,12 +43,16 @@ var openAPIFormats = map[string]string{
 // otherwise. A key that is sent must be valid.
 func (s *Server) serveOpenAPI(rt *routes, format string, w http.ResponseWriter, r *http.Request) {
 	var actor store.Actor
-	if a, _, err := s.chain.Authenticate(r.Context(), r); !errors.Is(err, auth.ErrNoCredential) {
+	if a, strategy, err := s.chain.Authenticate(r.Context(), r); !errors.Is(err, auth.ErrNoCredential) {
 		if err == nil {
 			a, err = s.bindings.apply(r.Context(), a)
 		}
 		if err != nil {
-			writeProblem(w, problem(http.StatusUnauthorized, "no valid identity: "+err.Error()))
+			// The same answer as any route: 401 for a bad credential, 503 when it cannot be
+			// checked (fail closed).
+			status, msg, challenge := s.authnFailure(err, strategy, r.Header.Get("X-Request-ID"))
+			w.Header().Set("WWW-Authenticate", challenge)
+			writeProblem(w, problem(status, msg))
 			return
 		}
 		actor = a
