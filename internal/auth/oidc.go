@@ -567,19 +567,7 @@ func (s *sessionStrategy) Authenticate(ctx context.Context, r *http.Request) (st
 	if sess.Issuer != s.oidc.cfg.Issuer || sess.ID == "" {
 		return store.Actor{}, fmt.Errorf("%w: session cookie from another issuer", ErrMalformed)
 	}
-	mapped, err := s.mapping.Apply(sess.Claims)
-	if err != nil {
-		return store.Actor{}, fmt.Errorf("%w: %v", ErrTokenInvalid, err)
-	}
-	attrs := mapped.Attributes
-	if attrs == nil {
-		attrs = map[string]any{}
-	}
-	roles := mapped.Roles
-	if roles == nil {
-		roles = []string{}
-	}
-	return store.Actor{ID: "jwt:" + mapped.ID, Kind: StrategySession, Roles: roles, Attributes: attrs, TokenID: sess.ID}, nil
+	return mappedActor(s.mapping, sess.Claims, StrategySession, sess.ID)
 }
 
 // sealCookie encodes v as "v1.<base64url JSON>.<base64url HMAC-SHA256>". The MAC covers the

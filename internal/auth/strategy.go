@@ -298,7 +298,15 @@ func (j *JWTStrategy) Authenticate(ctx context.Context, r *http.Request) (store.
 	if m == nil {
 		return store.Actor{}, ErrUnknownIssuer
 	}
-	mapped, err := m.Apply(vt.Claims)
+	jti, _ := vt.Claims["jti"].(string)
+	return mappedActor(m, vt.Claims, "jwt", jti)
+}
+
+// mappedActor is the actor of verified claims: "jwt:" and the mapped id (so a token or a
+// session never passes for an API key or a database login), the mapped roles and attributes,
+// and the credential's id for revocation checks.
+func mappedActor(m *CompiledMapping, claims map[string]any, kind, tokenID string) (store.Actor, error) {
+	mapped, err := m.Apply(claims)
 	if err != nil {
 		return store.Actor{}, fmt.Errorf("%w: %v", ErrTokenInvalid, err)
 	}
@@ -310,6 +318,5 @@ func (j *JWTStrategy) Authenticate(ctx context.Context, r *http.Request) (store.
 	if roles == nil {
 		roles = []string{}
 	}
-	jti, _ := vt.Claims["jti"].(string)
-	return store.Actor{ID: "jwt:" + mapped.ID, Kind: "jwt", Roles: roles, Attributes: attrs, TokenID: jti}, nil
+	return store.Actor{ID: "jwt:" + mapped.ID, Kind: kind, Roles: roles, Attributes: attrs, TokenID: tokenID}, nil
 }
