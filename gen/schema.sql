@@ -1308,3 +1308,351 @@ GRANT EXECUTE ON FUNCTION
   velocity.credential_revoke(text, text, timestamptz, text),
   velocity.revocations_active()
 TO velocity_api;
+
+-- 010_rule_functions.sql
+-- Why: row filters (spec.access.rowFilter, layer 4) are compiled into RLS policies, which read
+-- the actor's kind and attributes through these functions on every query of a filtered table.
+-- The actor as row filters see it (spec.access.rowFilter, layer 4). internal/rules compiles a
+-- row filter into the USING and WITH CHECK of an RLS policy, which calls these for actor.kind
+-- and actor.attributes. Policies always call them as scalar subqueries,
+-- (SELECT velocity.actor_attribute_text('region')), so each runs once per statement (an
+-- InitPlan), never once per row, and the column side stays free for its index.
+--
+-- They never raise: an attribute that is missing, JSON null, or of another JSON type reads as
+-- NULL (an empty array for actor_attribute_texts), so the comparison is false and the row is
+-- not visible. Like current_actor_roles(), they are plain SQL, STABLE, with no SET clause and
+-- no SECURITY DEFINER, and they run as the querying user (the API or a BI login). The body of
+-- such a function is parsed with the caller's search_path, so every function, operator and
+-- type in it is schema-qualified: a session cannot redirect a comparison to an operator of its
+-- own and so widen its own row filter.
+
+-- velocity.current_actor_kind(): actor.kind ("api_key", "user", "db_login", ...).
+CREATE OR REPLACE FUNCTION velocity.current_actor_kind() RETURNS text
+LANGUAGE sql STABLE
+AS $$
+  SELECT velocity.current_actor() OPERATOR(pg_catalog.->>) 'kind'::pg_catalog.text
+$$;
+
+-- velocity.actor_attribute(name): the attribute as jsonb; NULL when missing or JSON null.
+CREATE OR REPLACE FUNCTION velocity.actor_attribute(p_name text) RETURNS jsonb
+LANGUAGE sql STABLE
+AS $$
+  SELECT CASE WHEN pg_catalog.jsonb_typeof(a.v) OPERATOR(pg_catalog.<>) 'null'::pg_catalog.text THEN a.v END
+    FROM (SELECT (velocity.current_actor() OPERATOR(pg_catalog.->) 'attributes'::pg_catalog.text)
+                 OPERATOR(pg_catalog.->) p_name AS v) a
+$$;
+
+-- velocity.actor_attribute_text(name): a string attribute as text; a number or boolean as its
+-- JSON text (so two attributes compare as text); NULL for anything else.
+CREATE OR REPLACE FUNCTION velocity.actor_attribute_text(p_name text) RETURNS text
+LANGUAGE sql STABLE
+AS $$
+  SELECT CASE WHEN pg_catalog.jsonb_typeof(a.v) OPERATOR(pg_catalog.=) ANY ('{string,number,boolean}'::pg_catalog.text[])
+              THEN a.v OPERATOR(pg_catalog.#>>) '{}'::pg_catalog.text[] END
+    FROM (SELECT velocity.actor_attribute(p_name) AS v) a
+$$;
+
+-- velocity.actor_attribute_numeric(name): a number attribute as numeric; NULL for anything
+-- else, a numeric string included.
+CREATE OR REPLACE FUNCTION velocity.actor_attribute_numeric(p_name text) RETURNS numeric
+LANGUAGE sql STABLE
+AS $$
+  SELECT CASE WHEN pg_catalog.jsonb_typeof(a.v) OPERATOR(pg_catalog.=) 'number'::pg_catalog.text
+              THEN (a.v OPERATOR(pg_catalog.#>>) '{}'::pg_catalog.text[])::pg_catalog.numeric END
+    FROM (SELECT velocity.actor_attribute(p_name) AS v) a
+$$;
+
+-- velocity.actor_attribute_bool(name): a boolean attribute; NULL for anything else.
+CREATE OR REPLACE FUNCTION velocity.actor_attribute_bool(p_name text) RETURNS boolean
+LANGUAGE sql STABLE
+AS $$
+  SELECT CASE WHEN pg_catalog.jsonb_typeof(a.v) OPERATOR(pg_catalog.=) 'boolean'::pg_catalog.text
+              THEN (a.v OPERATOR(pg_catalog.#>>) '{}'::pg_catalog.text[])::pg_catalog.bool END
+    FROM (SELECT velocity.actor_attribute(p_name) AS v) a
+$$;
+
+-- velocity.actor_attribute_texts(name): an array attribute as text[] (each element as
+-- actor_attribute_text reads it); a scalar as a one-element array; anything else, a missing
+-- attribute included, as an empty array. For `x in actor.attributes.name`.
+CREATE OR REPLACE FUNCTION velocity.actor_attribute_texts(p_name text) RETURNS text[]
+LANGUAGE sql STABLE
+AS $$
+  SELECT CASE
+           WHEN pg_catalog.jsonb_typeof(a.v) OPERATOR(pg_catalog.=) 'array'::pg_catalog.text THEN
+             ARRAY(SELECT CASE WHEN pg_catalog.jsonb_typeof(e.v) OPERATOR(pg_catalog.=) ANY ('{string,number,boolean}'::pg_catalog.text[])
+                               THEN e.v OPERATOR(pg_catalog.#>>) '{}'::pg_catalog.text[] END
+                     FROM pg_catalog.jsonb_array_elements(a.v) AS e(v))
+           WHEN pg_catalog.jsonb_typeof(a.v) OPERATOR(pg_catalog.=) ANY ('{string,number,boolean}'::pg_catalog.text[]) THEN
+             ARRAY[a.v OPERATOR(pg_catalog.#>>) '{}'::pg_catalog.text[]]
+           ELSE '{}'::pg_catalog.text[]
+         END
+    FROM (SELECT velocity.actor_attribute(p_name) AS v) a
+$$;
+
+
+-- The same grants as current_actor_roles() (002): a policy calls its functions as whoever
+-- runs the query, the API role and every BI login alike, and the velocity_r_* group roles of
+-- those logins are created when schemas are applied, after this migration. The functions
+-- read only the caller's own actor, so PUBLIC keeps EXECUTE; granting it here says so, and
+-- keeps it so under default privileges that revoke it.
+GRANT EXECUTE ON FUNCTION
+  velocity.current_actor_kind(),
+  velocity.actor_attribute(text),
+  velocity.actor_attribute_text(text),
+  velocity.actor_attribute_numeric(text),
+  velocity.actor_attribute_bool(text),
+  velocity.actor_attribute_texts(text)
+TO PUBLIC;
+
+-- 011_field_rules.sql
+-- Why: field rules (layers 5 and 6) are enforced in Postgres. The generated read views and
+-- history views mask fields with these functions, for the API and BI logins alike, and the
+-- history writers mask the same fields in audit entries. The per-table objects (views,
+-- field-write triggers, grants) are generated by the planner: planner.Refresh brings a table
+-- applied before this migration up to date.
+-- Field masks (layer 6). The read views and the history views show a field masked to an actor
+-- whose roles are not in the field's read list, and the history writers mask the same fields in
+-- audit entries. A redact mask needs no function: it is NULL.
+--
+-- They run for every masked value of every row read, so they are written to be inlined by the
+-- planner: plain SQL, IMMUTABLE, no SET clause, and not STRICT (Postgres does not inline a
+-- STRICT function whose body is a CASE). A null still gives null. Inlined bodies are parsed
+-- with the caller's search_path, and a history writer (SECURITY DEFINER) calls them with its
+-- caller's, so every function and operator is schema-qualified and no type is named.
+
+-- velocity.mask_partial(value): a value longer than 4 characters keeps its last 4 and every
+-- other character becomes '*'; a shorter one, which the last 4 would show whole, becomes all
+-- '*'. Characters, not bytes: 'Zürich' gives '**rich'.
+CREATE OR REPLACE FUNCTION velocity.mask_partial(value text) RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+  SELECT CASE WHEN pg_catalog.char_length(value) OPERATOR(pg_catalog.>) 4
+    THEN pg_catalog.repeat('*', pg_catalog.char_length(value) OPERATOR(pg_catalog.-) 4)
+         OPERATOR(pg_catalog.||) pg_catalog.right(value, 4)
+    ELSE pg_catalog.repeat('*', pg_catalog.char_length(value))
+  END
+$$;
+
+-- velocity.mask_full(value): every character becomes '*'; the length stays.
+CREATE OR REPLACE FUNCTION velocity.mask_full(value text) RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+  SELECT pg_catalog.repeat('*', pg_catalog.char_length(value))
+$$;
+
+
+-- A view checks EXECUTE on the functions it calls against the role reading it, not against
+-- its owner, so every login that may read a view needs them: PUBLIC, as for a built-in
+-- function. They are pure functions of their argument and reveal nothing.
+GRANT EXECUTE ON FUNCTION velocity.mask_partial(text), velocity.mask_full(text) TO PUBLIC;
+
+-- 012_schema_approvals.sql
+-- Why: under policy.breakingChanges: requireApproval (the default) a breaking apply no longer
+-- fails; it waits here until a second platform admin approves it (four eyes). A request keeps
+-- the exact definition and plan it was made with, and approving it applies that definition in
+-- the same transaction as the approval (docs/schema-definition.md#breaking-changes).
+CREATE TABLE velocity.schema_approvals (
+  id            bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+  name          text NOT NULL,
+  schema_key    text NOT NULL,
+  -- The applied version the plan was made against; approving refuses when it has moved.
+  from_version  integer NOT NULL,
+  to_version    integer NOT NULL,
+  definition    jsonb NOT NULL,
+  plan          text NOT NULL,
+  breaking      text[] NOT NULL,
+  requested_by  text NOT NULL,
+  requested_at  timestamptz NOT NULL DEFAULT now(),
+  status        text NOT NULL DEFAULT 'pending'
+                CHECK (status IN ('pending', 'approved', 'rejected', 'superseded')),
+  decided_by    text,
+  decided_at    timestamptz,
+  reason        text
+);
+-- At most one request per schema waits; a newer one supersedes it.
+CREATE UNIQUE INDEX schema_approvals_pending ON velocity.schema_approvals (name) WHERE status = 'pending';
+CREATE INDEX schema_approvals_status ON velocity.schema_approvals (status, id);
+
+-- Schema approvals: a breaking apply under policy.breakingChanges: requireApproval waits in
+-- velocity.schema_approvals until a second platform admin approves it. Each function is
+-- SECURITY DEFINER and checks velocity.require_admin() first, as the admin functions do.
+--
+-- Requests and approvals run in the owner session's apply transaction (the API applies
+-- schemas as velocity_owner), so, like velocity.schema_version_record, they take the API actor
+-- they act for as a parameter and only the owner may call them. Rejecting and listing change
+-- no schema: the API calls them as its actor.
+
+-- schema_approval_request records a breaking change waiting for approval and returns it. The
+-- same request again (same schema, versions and definition) returns the pending one
+-- unchanged; another request for the name supersedes the pending one.
+CREATE OR REPLACE FUNCTION velocity.schema_approval_request(
+  p_name text, p_key text, p_from_version integer, p_to_version integer, p_definition jsonb,
+  p_plan text, p_breaking text[], p_requested_by text DEFAULT NULL)
+RETURNS velocity.schema_approvals
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_by text := coalesce(p_requested_by, velocity.current_actor_id());
+  v_row velocity.schema_approvals;
+BEGIN
+  PERFORM velocity.require_admin();
+  SELECT * INTO v_row FROM velocity.schema_approvals a
+   WHERE a.name = p_name AND a.status = 'pending'
+     FOR UPDATE;
+  IF FOUND THEN
+    IF v_row.schema_key = p_key AND v_row.from_version = p_from_version
+       AND v_row.to_version = p_to_version AND v_row.definition = p_definition THEN
+      RETURN v_row;
+    END IF;
+    UPDATE velocity.schema_approvals
+       SET status = 'superseded', decided_by = v_by, decided_at = now(),
+           reason = format('superseded by a newer request for version %s', p_to_version)
+     WHERE id = v_row.id;
+  END IF;
+  INSERT INTO velocity.schema_approvals AS a
+    (name, schema_key, from_version, to_version, definition, plan, breaking, requested_by)
+  VALUES (p_name, p_key, p_from_version, p_to_version, p_definition, p_plan, coalesce(p_breaking, '{}'), v_by)
+  RETURNING a.* INTO v_row;
+  RETURN v_row;
+END
+$$;
+
+-- schema_approve marks the pending request of schema p_name approved by p_approved_by and
+-- returns it; the caller then applies its definition in the same transaction (the API's
+-- POST /admin/schemas/{name}/approve). It refuses when nothing is pending (no_data_found) and
+-- when the approver made the request (insufficient_privilege, constraint
+-- schema_approvals_four_eyes). When another version was applied since the request, the
+-- request is marked superseded and returned with that status instead: the plan it was
+-- approved for no longer applies, and the caller must not apply it.
+CREATE OR REPLACE FUNCTION velocity.schema_approve(p_name text, p_reason text DEFAULT NULL, p_approved_by text DEFAULT NULL)
+RETURNS velocity.schema_approvals
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_by text := coalesce(p_approved_by, velocity.current_actor_id());
+  v_row velocity.schema_approvals;
+  v_current integer;
+BEGIN
+  PERFORM velocity.require_admin();
+  SELECT * INTO v_row FROM velocity.schema_approvals a
+   WHERE a.name = p_name AND a.status = 'pending'
+     FOR UPDATE;
+  IF NOT FOUND THEN
+    RAISE EXCEPTION 'no change of schema % is waiting for approval', quote_literal(p_name)
+      USING ERRCODE = 'P0002', COLUMN = 'name';
+  END IF;
+  IF v_row.requested_by = v_by THEN
+    RAISE EXCEPTION 'four eyes: % requested this change and cannot approve it; another platform admin must', v_by
+      USING ERRCODE = '42501', CONSTRAINT = 'schema_approvals_four_eyes';
+  END IF;
+  SELECT s.current_version INTO v_current FROM velocity.schemas s WHERE s.key = v_row.schema_key;
+  IF coalesce(v_current, 0) <> v_row.from_version THEN
+    UPDATE velocity.schema_approvals a
+       SET status = 'superseded', decided_by = v_by, decided_at = now(),
+           reason = format('version %s was applied after the request, which was planned against version %s',
+                           coalesce(v_current, 0), v_row.from_version)
+     WHERE a.id = v_row.id
+    RETURNING a.* INTO v_row;
+    RETURN v_row;
+  END IF;
+  UPDATE velocity.schema_approvals a
+     SET status = 'approved', decided_by = v_by, decided_at = now(), reason = NULLIF(p_reason, '')
+   WHERE a.id = v_row.id
+  RETURNING a.* INTO v_row;
+  RETURN v_row;
+END
+$$;
+
+-- schema_reject marks the pending request of schema p_name rejected by the current actor and
+-- returns it; nothing is applied. The requester may reject (withdraw) their own request.
+CREATE OR REPLACE FUNCTION velocity.schema_reject(p_name text, p_reason text DEFAULT NULL)
+RETURNS velocity.schema_approvals
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_row velocity.schema_approvals;
+BEGIN
+  PERFORM velocity.require_admin();
+  UPDATE velocity.schema_approvals a
+     SET status = 'rejected', decided_by = velocity.current_actor_id(), decided_at = now(), reason = NULLIF(p_reason, '')
+   WHERE a.name = p_name AND a.status = 'pending'
+  RETURNING a.* INTO v_row;
+  IF NOT FOUND THEN
+    RAISE EXCEPTION 'no change of schema % is waiting for approval', quote_literal(p_name)
+      USING ERRCODE = 'P0002', COLUMN = 'name';
+  END IF;
+  RETURN v_row;
+END
+$$;
+
+-- schema_approval_list returns the requests with status p_status (all when NULL), newest first.
+CREATE OR REPLACE FUNCTION velocity.schema_approval_list(p_status text DEFAULT NULL)
+RETURNS SETOF velocity.schema_approvals
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+  PERFORM velocity.require_admin();
+  IF p_status IS NOT NULL AND p_status NOT IN ('pending', 'approved', 'rejected', 'superseded') THEN
+    RAISE EXCEPTION 'status must be pending, approved, rejected or superseded' USING ERRCODE = '22023', COLUMN = 'status';
+  END IF;
+  RETURN QUERY
+    SELECT a.* FROM velocity.schema_approvals a
+     WHERE p_status IS NULL OR a.status = p_status
+     ORDER BY a.id DESC;
+END
+$$;
+
+-- velocity.audit_schema_approval(): the audit entry of each request and decision, in the same
+-- transaction. It is not velocity.audit_admin_change because the actor is not the session's:
+-- requests and approvals are written by the owner session on behalf of the API actor named in
+-- requested_by and decided_by. Actions: schema_approval.request, .approve, .reject and
+-- .supersede; the reason is the decision's, else the request's X-Velocity-Reason.
+CREATE OR REPLACE FUNCTION velocity.audit_schema_approval() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_verb text := 'update';
+  v_actor text;
+  v_reason text := NULLIF(current_setting('velocity.reason', true), '');
+BEGIN
+  IF TG_OP = 'INSERT' THEN
+    v_verb := 'request';
+    v_actor := NEW.requested_by;
+  ELSIF NEW.status IS DISTINCT FROM OLD.status THEN
+    v_verb := CASE NEW.status WHEN 'approved' THEN 'approve' WHEN 'rejected' THEN 'reject'
+                            WHEN 'superseded' THEN 'supersede' ELSE 'update' END;
+    v_actor := NEW.decided_by;
+    v_reason := coalesce(NEW.reason, v_reason);
+  END IF;
+  INSERT INTO velocity.audit_entry (action, outcome, actor, schema_key, record_id, reason, request_id, detail)
+  VALUES ('schema_approval.' || v_verb, 'allowed', coalesce(v_actor, velocity.current_actor_id()), NEW.schema_key, NEW.id::text,
+          v_reason, NULLIF(current_setting('velocity.request_id', true), ''),
+          to_jsonb(NEW) - 'plan' - 'definition');
+  RETURN NULL;
+END
+$$;
+
+
+-- Request, approval, rejection and supersession are audit entries, whoever makes them.
+CREATE TRIGGER velocity_audit AFTER INSERT OR UPDATE ON velocity.schema_approvals
+  FOR EACH ROW EXECUTE FUNCTION velocity.audit_schema_approval();
+
+REVOKE ALL ON velocity.schema_approvals FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION
+  velocity.audit_schema_approval(),
+  velocity.schema_approval_request(text, text, integer, integer, jsonb, text, text[], text),
+  velocity.schema_approve(text, text, text),
+  velocity.schema_reject(text, text),
+  velocity.schema_approval_list(text)
+FROM PUBLIC;
+-- The API lists and rejects as its actor; requests and approvals run in the owner's apply
+-- transaction, like velocity.schema_version_record.
+GRANT EXECUTE ON FUNCTION
+  velocity.schema_reject(text, text),
+  velocity.schema_approval_list(text)
+TO velocity_api;

@@ -38,3 +38,10 @@ SELECT version, plan, plan_hash, breaking, applied_by, applied_at
 FROM velocity.schema_versions
 WHERE schema_key = $1
 ORDER BY version DESC;
+
+-- name: SchemaApplyContext :exec
+-- The reason and request id of an apply, for the audit entries its triggers write. The actor
+-- is named in applied_by (and requested_by, decided_by): current_actor() trusts settings only
+-- from the API's own login, and applies run as the owner.
+SELECT set_config('velocity.reason', sqlc.arg(reason)::text, true),
+       set_config('velocity.request_id', sqlc.arg(request_id)::text, true);

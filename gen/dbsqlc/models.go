@@ -212,6 +212,23 @@ type VelocitySchema struct {
 	UpdatedAt      pgtype.Timestamptz
 }
 
+type VelocitySchemaApproval struct {
+	ID          int64
+	Name        string
+	SchemaKey   string
+	FromVersion int32
+	ToVersion   int32
+	Definition  []byte
+	Plan        string
+	Breaking    []string
+	RequestedBy string
+	RequestedAt pgtype.Timestamptz
+	Status      string
+	DecidedBy   pgtype.Text
+	DecidedAt   pgtype.Timestamptz
+	Reason      pgtype.Text
+}
+
 type VelocitySchemaVersion struct {
 	ID         int64
 	SchemaKey  string

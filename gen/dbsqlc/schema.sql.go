@@ -11,6 +11,24 @@ import (
 	"github.com/jackc/pgx/v5/pgtype"
 )
 
+const schemaApplyContext = `-- name: SchemaApplyContext :exec
+SELECT set_config('velocity.reason', $1::text, true),
+       set_config('velocity.request_id', $2::text, true)
+`
+
+type SchemaApplyContextParams struct {
+	Reason    string
+	RequestID string
+}
+
+// The reason and request id of an apply, for the audit entries its triggers write. The actor
+// is named in applied_by (and requested_by, decided_by): current_actor() trusts settings only
+// from the API's own login, and applies run as the owner.
+func (q *Queries) SchemaApplyContext(ctx context.Context, db DBTX, arg SchemaApplyContextParams) error {
+	_, err := db.Exec(ctx, schemaApplyContext, arg.Reason, arg.RequestID)
+	return err
+}
+
 const schemaApplyLock = `-- name: SchemaApplyLock :exec
 SELECT set_config('lock_timeout', '10s', true),
        pg_advisory_xact_lock(hashtextextended('velocity.schema_apply', 0))

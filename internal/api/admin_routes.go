@@ -13,6 +13,7 @@ import (
 
 	"github.com/velocitydev/velocity/internal/authz"
 	"github.com/velocitydev/velocity/internal/planner"
+	"github.com/velocitydev/velocity/internal/rules"
 	"github.com/velocitydev/velocity/internal/schemadef"
 	"github.com/velocitydev/velocity/internal/store"
 )
@@ -33,18 +34,29 @@ type applyIn struct {
 }
 
 type applyBody struct {
-	Key         string         `json:"key"`
-	Name        string         `json:"name"`
-	FromVersion int            `json:"from_version"`
-	ToVersion   int            `json:"to_version"`
-	Status      string         `json:"status" enum:"applied,unchanged,dry_run"`
-	Plan        string         `json:"plan" doc:"the SQL script of the plan"`
-	Steps       []planner.Step `json:"steps"`
-	Breaking    []string       `json:"breaking"`
-	Warnings    []string       `json:"warnings" doc:"parts of the definition this release accepts but does not act on yet"`
+	Key              string         `json:"key"`
+	Name             string         `json:"name"`
+	FromVersion      int            `json:"from_version"`
+	ToVersion        int            `json:"to_version"`
+	Status           string         `json:"status" enum:"applied,unchanged,dry_run,pending_approval"`
+	Plan             string         `json:"plan" doc:"the SQL script of the plan"`
+	Steps            []planner.Step `json:"steps"`
+	Breaking         []string       `json:"breaking"`
+	ApprovalRequired bool           `json:"approval_required" doc:"the breaking changes wait for another platform admin's approval (policy.breakingChanges: requireApproval)"`
+	Warnings         []string       `json:"warnings" doc:"parts of the definition this release accepts but does not act on yet"`
+	// Set on 202 pending_approval: the version that waits, its request and how to approve it.
+	Version    int    `json:"version,omitempty" doc:"pending_approval: the version that waits for approval"`
+	ApprovalID int64  `json:"approval_id,omitempty" doc:"pending_approval: the request's id"`
+	Approve    string `json:"approve,omitempty" doc:"pending_approval: the command another platform admin runs to approve"`
+	// Set by POST /admin/schemas/{name}/approve: the request that was approved and applied.
+	Approval *store.SchemaApproval `json:"approval,omitempty" doc:"approve: the request, now approved"`
 }
 
-type applyOut struct{ Body applyBody }
+// applyOut is 200, or 202 when breaking changes wait for approval.
+type applyOut struct {
+	Status int
+	Body   applyBody
+}
 
 type schemaItem struct {
 	Key       string    `json:"key"`
@@ -146,12 +158,15 @@ func registerAdmin(api huma.API, s *Server) {
 	tags := []string{"admin"}
 	huma.Register(api, huma.Operation{
 		OperationID: "schema-apply", Method: http.MethodPost, Path: "/admin/schemas/apply", Tags: tags,
-		Summary:     "Apply a SchemaDefinition (JSON), or plan it with dry_run",
-		Description: "Applies in one transaction and records the version. Re-applying the same version is a no-op; breaking changes need policy.breakingChanges: allow.",
-		Errors:      []int{400, 401, 403, 409, 413, 422}, MaxBodyBytes: s.cfg.MaxBodyBytes,
+		Summary: "Apply a SchemaDefinition (JSON), or plan it with dry_run",
+		Description: "Applies in one transaction and records the version. Re-applying the same version is a no-op. " +
+			"Breaking changes apply under policy.breakingChanges: allow; under requireApproval (the default) nothing is applied: " +
+			"the answer is 202 pending_approval and another platform admin approves with POST /admin/schemas/{name}/approve.",
+		Errors: []int{400, 401, 403, 409, 413, 422}, MaxBodyBytes: s.cfg.MaxBodyBytes,
+		Responses:   pendingApprovalResponse(),
 		RequestBody: definitionBody(), SkipValidateBody: true,
 	}, func(ctx context.Context, in *applyIn) (*applyOut, error) {
-		return s.apply(ctx, in.RawBody, in.DryRun)
+		return s.apply(ctx, in.RawBody, in.DryRun, in.Reason)
 	})
 	huma.Register(api, huma.Operation{
 		OperationID: "schema-diff", Method: http.MethodPost, Path: "/admin/schemas/diff", Tags: tags,
@@ -159,7 +174,7 @@ func registerAdmin(api huma.API, s *Server) {
 		Errors:  []int{400, 401, 403, 409, 413, 422}, MaxBodyBytes: s.cfg.MaxBodyBytes,
 		RequestBody: definitionBody(), SkipValidateBody: true,
 	}, func(ctx context.Context, in *applyIn) (*applyOut, error) {
-		return s.apply(ctx, in.RawBody, true)
+		return s.apply(ctx, in.RawBody, true, in.Reason)
 	})
 	huma.Register(api, huma.Operation{
 		OperationID: "schema-list", Method: http.MethodGet, Path: "/admin/schemas", Tags: tags, Summary: "List applied schemas",
@@ -348,6 +363,7 @@ func registerAdmin(api huma.API, s *Server) {
 		out.Body.Items = items
 		return out, nil
 	})
+	registerApprovals(api, s)
 }
 
 func (s *Server) schemaByName(ctx context.Context, name string) (store.SchemaInfo, error) {
@@ -367,8 +383,9 @@ func (s *Server) schemaByName(ctx context.Context, name string) (store.SchemaInf
 }
 
 // apply parses, validates and applies (or plans) one definition, then reloads this
-// replica's routes at once; other replicas follow the NOTIFY.
-func (s *Server) apply(ctx context.Context, raw []byte, dryRun bool) (*applyOut, error) {
+// replica's routes at once; other replicas follow the NOTIFY. Breaking changes that the
+// definition's policy does not allow are recorded for approval (202) instead.
+func (s *Server) apply(ctx context.Context, raw []byte, dryRun bool, reason string) (*applyOut, error) {
 	if err := requireAdmin(ctx); err != nil {
 		return nil, err
 	}
@@ -381,42 +398,59 @@ func (s *Server) apply(ctx context.Context, raw []byte, dryRun bool) (*applyOut,
 		return nil, definitionProblem(err)
 	}
 	refused, ignored := def.Unenforced()
+	// The access rules compile here: a CEL error, a broken limit or a row filter outside the
+	// SQL subset is a 422 naming the rule.
+	refused = append(refused, rules.Validate(def.Spec)...)
 	if len(refused) > 0 {
 		return nil, definitionProblem(&schemadef.ValidationError{Errors: refused})
 	}
-	req := requestOf(ctx, "")
-	res, err := s.store.ApplySchema(ctx, def, dryRun, req.Actor.ID)
+	res, err := s.store.ApplySchemaWith(ctx, def, store.ApplyOptions{DryRun: dryRun, Request: requestOf(ctx, reason), RequestApproval: true})
 	if err != nil {
-		var be *store.BreakingError
-		switch {
-		case errors.As(err, &be):
-			p := problem(http.StatusConflict, "breaking changes refused: set spec.policy.breakingChanges to allow, or keep the old definition")
-			for _, r := range be.Reasons {
-				p.Errors = append(p.Errors, &huma.ErrorDetail{Location: "body.spec", Message: r})
-			}
-			return nil, p
-		case errors.Is(err, store.ErrVersionLower), errors.Is(err, store.ErrVersionConflict):
-			return nil, withLocation(problem(http.StatusConflict, err.Error()), "body.spec.version", "must be higher than the applied version to change the schema")
-		case errors.Is(err, store.ErrNameTaken):
-			return nil, withLocation(problem(http.StatusConflict, err.Error()), "body.metadata.name", "taken by another schema")
-		case errors.Is(err, store.ErrUnavailable):
-			return nil, problem(http.StatusServiceUnavailable, "the apply waited too long for a lock held by running requests or another apply; retry")
-		case errors.Is(err, store.ErrInvalid), errors.Is(err, store.ErrConflict):
-			// A plan step failed on existing data (e.g. a new unique constraint over duplicates).
-			return nil, problem(http.StatusConflict, "the plan cannot be applied to the existing data: "+planFailure(err))
-		}
-		return nil, err
+		return nil, applyProblem(err)
 	}
 	if res.Status == store.StatusApplied {
 		if err := s.Reload(ctx); err != nil {
 			return nil, err
 		}
 	}
-	return &applyOut{Body: applyBody{
+	out := &applyOut{Status: http.StatusOK, Body: applyBodyOf(res, warnings(ignored))}
+	if a := res.Approval; res.Status == store.StatusPendingApproval && a != nil {
+		out.Status = http.StatusAccepted
+		out.Body.Version, out.Body.ApprovalID, out.Body.Approve = a.ToVersion, a.ID, approveCommand(a.Name)
+	}
+	return out, nil
+}
+
+// applyProblem maps the errors of applying a definition, directly or by approval.
+func applyProblem(err error) error {
+	var be *store.BreakingError
+	switch {
+	case errors.As(err, &be):
+		p := problem(http.StatusConflict, "breaking changes refused: set spec.policy.breakingChanges to allow, or keep the old definition")
+		for _, r := range be.Reasons {
+			p.Errors = append(p.Errors, &huma.ErrorDetail{Location: "body.spec", Message: r})
+		}
+		return p
+	case errors.Is(err, store.ErrVersionLower), errors.Is(err, store.ErrVersionConflict):
+		return withLocation(problem(http.StatusConflict, err.Error()), "body.spec.version", "must be higher than the applied version to change the schema")
+	case errors.Is(err, store.ErrNameTaken):
+		return withLocation(problem(http.StatusConflict, err.Error()), "body.metadata.name", "taken by another schema")
+	case errors.Is(err, store.ErrUnavailable):
+		return problem(http.StatusServiceUnavailable, "the apply waited too long for a lock held by running requests or another apply; retry")
+	case errors.Is(err, store.ErrInvalid), errors.Is(err, store.ErrConflict):
+		// A plan step failed on existing data (e.g. a new unique constraint over duplicates).
+		return problem(http.StatusConflict, "the plan cannot be applied to the existing data: "+planFailure(err))
+	}
+	return err
+}
+
+// applyBodyOf is the answer for what an apply, a dry run or an approval did.
+func applyBodyOf(res store.ApplyResult, warnings []string) applyBody {
+	return applyBody{
 		Key: res.Plan.Key, Name: res.Name, FromVersion: res.Plan.FromVersion, ToVersion: res.Plan.ToVersion,
 		Status: string(res.Status), Plan: res.Plan.SQL(), Steps: nonNilSteps(res.Plan.Steps), Breaking: nonNil(res.Plan.Breaking),
-		Warnings: warnings(ignored),
-	}}, nil
+		ApprovalRequired: res.ApprovalRequired, Warnings: warnings,
+	}
 }
 
 func planFailure(err error) string {

@@ -154,10 +154,7 @@ func eventStreamSchema(recordRef string) *huma.Schema {
 // events checks the caller and the start position before the response begins, so that
 // those errors are problem+json; then it streams.
 func (r *records) events(ctx context.Context, in *eventsIn) (*huma.StreamResponse, error) {
-	if err := r.allow(ctx, "read"); err != nil {
-		return nil, err
-	}
-	if err := r.allow(ctx, "history"); err != nil {
+	if err := r.allowPast(ctx); err != nil {
 		return nil, err
 	}
 	var bad []*huma.ErrorDetail
@@ -239,7 +236,7 @@ func (r *records) stream(hctx huma.Context, req store.Request, pos eventCursor, 
 		}
 		req.Actor = actor
 		n := 0
-		err := r.s.store.InRequest(ctx, req, []store.Statement{stmt(r.t.HistoryEvents(pos.xid, pos.event, pace.Page))},
+		err := r.s.store.InRequest(ctx, req, []store.Statement{stmt(r.tableFor(ctx).HistoryEvents(pos.xid, pos.event, pace.Page))},
 			func(_ int, rows pgx.Rows) error {
 				for rows.Next() {
 					var c eventCursor

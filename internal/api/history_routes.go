@@ -16,6 +16,7 @@ import (
 	"github.com/danielgtaylor/huma/v2"
 	"github.com/jackc/pgx/v5"
 
+	"github.com/velocitydev/velocity/internal/authz"
 	"github.com/velocitydev/velocity/internal/sqlbuild"
 	"github.com/velocitydev/velocity/internal/store"
 )
@@ -249,12 +250,18 @@ func parseTime(v, loc string) (time.Time, error) {
 	return t, nil
 }
 
-// allowPast checks layer 1 for reading the past: read and history.
+// allowPast checks layers 1 and 2 for reading the past: read and history.
 func (r *records) allowPast(ctx context.Context) error {
 	if err := r.allow(ctx, "read"); err != nil {
 		return err
 	}
-	return r.allow(ctx, "history")
+	if err := r.allow(ctx, "history"); err != nil {
+		return err
+	}
+	if err := r.abac(ctx, "read", "", nil, nil); err != nil {
+		return err
+	}
+	return r.abac(ctx, "history", "", nil, nil)
 }
 
 func (r *records) notAt(id string, at time.Time, st pastState) *Problem {
@@ -276,7 +283,7 @@ func (r *records) getAt(ctx context.Context, id, atText string) (*recordOut, err
 		return nil, err
 	}
 	var st pastState
-	err = r.s.store.InRequest(ctx, requestOf(ctx, ""), []store.Statement{stmt(r.t.HistoryAt(id, at))},
+	err = r.s.store.InRequest(ctx, requestOf(ctx, ""), []store.Statement{stmt(r.tableFor(ctx).HistoryAt(id, at))},
 		func(_ int, rows pgx.Rows) error { return readPast(&st, false)(rows) })
 	if err != nil {
 		return nil, storeProblem(err, "read history")
@@ -330,7 +337,7 @@ func (r *records) history(ctx context.Context, in *historyIn) (*jsonOut, error) 
 		afterAt, afterEvent = c.At, &c.Event
 	}
 	var items []historyEvent
-	err = r.s.store.InRequest(ctx, requestOf(ctx, ""), []store.Statement{stmt(r.t.HistoryPage(id, since, until, afterAt, afterEvent, in.Limit))},
+	err = r.s.store.InRequest(ctx, requestOf(ctx, ""), []store.Statement{stmt(r.tableFor(ctx).HistoryPage(id, since, until, afterAt, afterEvent, in.Limit))},
 		func(_ int, rows pgx.Rows) error {
 			for rows.Next() {
 				var e historyEvent
@@ -381,7 +388,7 @@ func (r *records) diff(ctx context.Context, in *diffIn) (*jsonOut, error) {
 		return nil, withLocation(problem(http.StatusBadRequest, "to is before from"), "query.to", "must not be before from")
 	}
 	var a, b pastState
-	err = r.s.store.InRequest(ctx, requestOf(ctx, ""), []store.Statement{stmt(r.t.HistoryRawAt(id, from)), stmt(r.t.HistoryRawAt(id, to))},
+	err = r.s.store.InRequest(ctx, requestOf(ctx, ""), []store.Statement{stmt(r.tableFor(ctx).HistoryRawAt(id, from)), stmt(r.tableFor(ctx).HistoryRawAt(id, to))},
 		func(i int, rows pgx.Rows) error {
 			if i == 0 {
 				return readPast(&a, true)(rows)
@@ -396,7 +403,7 @@ func (r *records) diff(ctx context.Context, in *diffIn) (*jsonOut, error) {
 		return nil, problem(http.StatusNotFound, "the "+r.t.Spec.Object+" record "+id+" existed at neither time, or you may not read its history")
 	}
 	out := diffBody{From: side(from, a), To: side(to, b)}
-	if out.Changes, err = r.changes(a, b); err != nil {
+	if out.Changes, err = r.changes(a, b, r.hidden(ctx)); err != nil {
 		return nil, err
 	}
 	return encodeJSON(out)
@@ -414,7 +421,8 @@ func side(at time.Time, s pastState) diffSide {
 // changes compares two states field by field in definition order; a side where the record
 // did not exist has every field null. Redacted fields compare by their stored form (the keyed
 // hash); a field redacted on one side only shows as changed.
-func (r *records) changes(a, b pastState) ([]fieldChange, error) {
+// Fields the caller may not read (hidden) are left out (layer 5).
+func (r *records) changes(a, b pastState, hidden []string) ([]fieldChange, error) {
 	values := func(s pastState) (map[string]json.RawMessage, error) {
 		m := map[string]json.RawMessage{}
 		if !s.found || s.event.gone() {
@@ -439,6 +447,9 @@ func (r *records) changes(a, b pastState) ([]fieldChange, error) {
 	}
 	out := []fieldChange{}
 	for _, f := range r.t.Spec.Fields {
+		if slices.Contains(hidden, f.Name) {
+			continue
+		}
 		if r.sensitive(f.Name, a, b) {
 			var ah, bh json.RawMessage
 			if a.found && !a.event.gone() {
@@ -477,10 +488,12 @@ func jsonEqual(a, b json.RawMessage) bool {
 	return bytes.Equal(xa, ya)
 }
 
-// needReason is policy.requireReason: 428 when verb needs a reason and none was given.
+// needReason is policy.requireReason (layer 3): 428 when verb needs a reason and none was given.
 func (r *records) needReason(verb, reason, loc string) error {
 	if strings.TrimSpace(reason) == "" && slices.Contains(r.t.Spec.Policy.RequireReason, verb) {
-		return withLocation(problem(http.StatusPreconditionRequired, verb+" on "+r.t.Spec.Key()+" requires a reason"), loc, "give a reason (X-Velocity-Reason header)")
+		p := withLocation(problem(http.StatusPreconditionRequired, verb+" on "+r.t.Spec.Key()+" requires a reason"), loc, "give a reason (X-Velocity-Reason header)")
+		p.Layer = authz.LayerPolicy
+		return p
 	}
 	return nil
 }
@@ -534,11 +547,16 @@ func (r *records) restore(ctx context.Context, in *restoreIn) (*recordOut, error
 	if reason == "" {
 		reason = in.ReasonHeader
 	}
-	if err := r.needReason("restore", reason, "body.reason"); err != nil {
-		return nil, err
-	}
 	if err := r.allowPast(ctx); err != nil {
 		return nil, err
+	}
+	if !r.needsRecord("restore") {
+		if err := r.abac(ctx, "restore", reason, nil, nil); err != nil {
+			return nil, err
+		}
+		if err := r.needReason("restore", reason, "body.reason"); err != nil {
+			return nil, err
+		}
 	}
 
 	// What to restore, and what the record is now.
@@ -546,7 +564,7 @@ func (r *records) restore(ctx context.Context, in *restoreIn) (*recordOut, error
 	var current record
 	var last int64
 	request := requestOf(ctx, reason)
-	err = r.s.store.InRequest(ctx, request, []store.Statement{stmt(r.t.HistoryRawAt(id, at)), stmt(r.t.Get(id)), stmt(r.t.LastVersion(id))},
+	err = r.s.store.InRequest(ctx, request, []store.Statement{stmt(r.t.HistoryRawAt(id, at)), stmt(r.t.GetRaw(id)), stmt(r.t.LastVersion(id))},
 		func(i int, rows pgx.Rows) error {
 			switch i {
 			case 0:
@@ -566,6 +584,26 @@ func (r *records) restore(ctx context.Context, in *restoreIn) (*recordOut, error
 	}
 	if !past.found || past.event.gone() {
 		return nil, r.notAt(id, at, past)
+	}
+	if r.needsRecord("restore") {
+		// Layer 2 sees the record as it is (or, when it is deleted, as it will be again)
+		// and the image that the restore writes back.
+		proposed, err := merged(nil, past.raw)
+		if err != nil {
+			return nil, err
+		}
+		cur := proposed
+		if current.json != nil {
+			if cur, err = decodeRecord(current.json); err != nil {
+				return nil, err
+			}
+		}
+		if err := r.abac(ctx, "restore", reason, cur, proposed); err != nil {
+			return nil, err
+		}
+		if err := r.needReason("restore", reason, "body.reason"); err != nil {
+			return nil, err
+		}
 	}
 
 	// The fields to write back: those the image has (not added since) and holds a value of
@@ -616,5 +654,5 @@ func (r *records) restore(ctx context.Context, in *restoreIn) (*recordOut, error
 	if rec.json == nil {
 		return &recordOut{ContentType: "application/json", Body: []byte(`{"id":"` + id + `"}`)}, nil
 	}
-	return recordResponse("", rec), nil
+	return r.respond(ctx, "", rec)
 }

@@ -8,6 +8,7 @@ import (
 
 	"github.com/danielgtaylor/huma/v2"
 
+	"github.com/velocitydev/velocity/internal/authz"
 	"github.com/velocitydev/velocity/internal/sqlbuild"
 	"github.com/velocitydev/velocity/internal/store"
 )
@@ -106,8 +107,15 @@ func storeProblem(err error, what string) error {
 			return problem(http.StatusConflict, what+": it conflicted with a concurrent change; retry")
 		case errors.Is(err, store.ErrConflict):
 			return withLocation(problem(http.StatusConflict, what+": a record with this value already exists"), constraintField(dbErr.Constraint), "already taken")
+		case errors.Is(err, store.ErrPermission) && dbErr.Hint == "velocity:layer5":
+			// The field-write trigger names the field it refused (layer 5).
+			return withLocation(denied(authz.LayerFields, what+": your roles may not write "+dbErr.Column), loc, "no write access to this field")
+		case errors.Is(err, store.ErrPermission) && strings.Contains(dbErr.Message, `"velocity_row_filter"`):
+			// A restrictive policy's WITH CHECK names itself: the row would leave the
+			// caller's rows (layer 4).
+			return denied(authz.LayerRowFilter, what+": the record would be outside the rows your row filter allows")
 		case errors.Is(err, store.ErrPermission):
-			return denied(7, what+": denied by row-level security")
+			return denied(authz.LayerRLS, what+": denied by row-level security")
 		case errors.Is(err, store.ErrInvalid):
 			p := problem(http.StatusUnprocessableEntity, what+": a value is not valid for its field")
 			field := loc

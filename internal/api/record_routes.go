@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/danielgtaylor/huma/v2"
 	"github.com/google/uuid"
@@ -32,6 +33,16 @@ type recordOut struct {
 
 func recordResponse(location string, rec record) *recordOut {
 	return &recordOut{ContentType: "application/json", Location: location, ETag: etag(rec.version), Body: rec.json}
+}
+
+// respond is recordResponse without the fields the caller may not read (layer 5).
+func (r *records) respond(ctx context.Context, location string, rec record) (*recordOut, error) {
+	body, err := withoutFields(rec.json, r.hidden(ctx))
+	if err != nil {
+		return nil, err
+	}
+	rec.json = body
+	return recordResponse(location, rec), nil
 }
 
 type writeIn struct {
@@ -88,11 +99,15 @@ type records struct {
 	t     *sqlbuild.Table
 	path  string
 	limit int64
+	rules compiledRules // layer 2, compiled once per schema version
+
+	narrowMu sync.Mutex
+	narrow   map[string]*sqlbuild.Table // the table without the fields hidden from some roles
 }
 
 // registerRecords adds the routes and schemas of one object and says which they are.
 func registerRecords(api huma.API, s *Server, t *sqlbuild.Table) objectDoc {
-	r := &records{s: s, t: t, path: t.Spec.Path(), limit: s.cfg.MaxBodyBytes}
+	r := &records{s: s, t: t, path: t.Spec.Path(), limit: s.cfg.MaxBodyBytes, rules: s.rules.get(t.Spec)}
 	refs := registerSchemas(api, t)
 	tag := []string{t.Spec.Key()}
 	opID := strings.ReplaceAll(t.Spec.Key(), ".", "-")
@@ -169,6 +184,15 @@ func (r *records) allow(ctx context.Context, verb string) error {
 	return nil
 }
 
+// gate runs the layers of a verb that need no record: 1 (RBAC) and 2 (ABAC rules over the
+// actor and the request; rules of list-style verbs may not read the record).
+func (r *records) gate(ctx context.Context, verb string) error {
+	if err := r.allow(ctx, verb); err != nil {
+		return err
+	}
+	return r.abac(ctx, verb, "", nil, nil)
+}
+
 // decodeObject parses a JSON object body; anything else is a 400 located at body.
 func decodeObject(raw []byte) (map[string]json.RawMessage, error) {
 	raw = bytes.TrimSpace(raw)
@@ -231,11 +255,11 @@ func readRecord(dst *record) func(pgx.Rows) error {
 	}
 }
 
+// The layers run in their order on every request (docs/access-control.md): 1 RBAC, 2 ABAC,
+// 3 policy, 5 field writes here in Go; 4 (row filter), 5 and 6 (the read view) and 7 (RLS) in
+// Postgres. The first denial ends the request.
 func (r *records) create(ctx context.Context, in *writeIn) (*recordOut, error) {
 	if err := r.allow(ctx, "create"); err != nil {
-		return nil, err
-	}
-	if err := r.needReason("create", in.Reason, "header.X-Velocity-Reason"); err != nil {
 		return nil, err
 	}
 	body, err := decodeObject(in.RawBody)
@@ -245,6 +269,19 @@ func (r *records) create(ctx context.Context, in *writeIn) (*recordOut, error) {
 	vals, errs := r.t.CheckRecord(body, sqlbuild.ForCreate)
 	if len(errs) > 0 {
 		return nil, invalid(http.StatusUnprocessableEntity, "the record is not valid for "+r.t.Spec.Key(), errs)
+	}
+	if len(r.t.Spec.Access.ABAC) > 0 {
+		// A create has no stored record: record and proposed are both the new one.
+		proposed, err := merged(nil, body)
+		if err != nil {
+			return nil, err
+		}
+		if err := r.abac(ctx, "create", in.Reason, proposed, proposed); err != nil {
+			return nil, err
+		}
+	}
+	if err := r.beforeWrite(ctx, "create", in.Reason, body, func() (map[string]any, error) { return merged(nil, body) }); err != nil {
+		return nil, err
 	}
 	id := ""
 	if v := vals["id"]; v != nil {
@@ -272,13 +309,13 @@ func (r *records) create(ctx context.Context, in *writeIn) (*recordOut, error) {
 		// Written, but the caller's read rules hide it.
 		return &recordOut{ContentType: "application/json", Location: r.path + "/" + id, Body: []byte(`{"id":"` + id + `"}`)}, nil
 	}
-	return recordResponse(r.path+"/"+id, rec), nil
+	return r.respond(ctx, r.path+"/"+id, rec)
 }
 
 func stmt(s sqlbuild.Statement) store.Statement { return store.Statement{SQL: s.SQL, Args: s.Args} }
 
 func (r *records) get(ctx context.Context, in *getIn) (*recordOut, error) {
-	if err := r.allow(ctx, "read"); err != nil {
+	if err := r.gate(ctx, "read"); err != nil {
 		return nil, err
 	}
 	id, err := checkID(in.ID)
@@ -297,14 +334,11 @@ func (r *records) get(ctx context.Context, in *getIn) (*recordOut, error) {
 	if rec.json == nil {
 		return nil, problem(http.StatusNotFound, "no "+r.t.Spec.Object+" record "+id)
 	}
-	return recordResponse("", rec), nil
+	return r.respond(ctx, "", rec)
 }
 
 func (r *records) patch(ctx context.Context, in *patchIn) (*recordOut, error) {
 	if err := r.allow(ctx, "update"); err != nil {
-		return nil, err
-	}
-	if err := r.needReason("update", in.Reason, "header.X-Velocity-Reason"); err != nil {
 		return nil, err
 	}
 	id, err := checkID(in.ID)
@@ -323,9 +357,102 @@ func (r *records) patch(ctx context.Context, in *patchIn) (*recordOut, error) {
 	if len(errs) > 0 {
 		return nil, invalid(http.StatusUnprocessableEntity, "the patch is not valid for "+r.t.Spec.Key(), errs)
 	}
+	if !r.needsRecord("update") {
+		if err := r.abac(ctx, "update", in.Reason, nil, nil); err != nil {
+			return nil, err
+		}
+		proposed := func() (map[string]any, error) {
+			current, err := r.readRaw(ctx, id)
+			if err != nil {
+				return nil, err
+			}
+			cur, err := decodeRecord(current.json)
+			if err != nil {
+				return nil, err
+			}
+			return merged(cur, body)
+		}
+		if err := r.beforeWrite(ctx, "update", in.Reason, body, proposed); err != nil {
+			return nil, err
+		}
+		out, _, err := r.update(ctx, id, vals, ifVersion, in.Reason)
+		return out, err
+	}
+	// Layer 2 decides on the stored record: read it, decide, then change it only at the
+	// version decided on. A concurrent change in between is retried, so the rules always
+	// judged the version that is changed.
+	for attempt := 0; ; attempt++ {
+		current, err := r.readRaw(ctx, id)
+		if err != nil {
+			return nil, err
+		}
+		if ifVersion > 0 && current.version != ifVersion {
+			p := problem(http.StatusPreconditionFailed, "the record changed: it is at version "+strconv.FormatInt(current.version, 10)+", not "+strconv.FormatInt(ifVersion, 10))
+			return nil, withLocation(p, "header.If-Match", "stale version")
+		}
+		cur, err := decodeRecord(current.json)
+		if err != nil {
+			return nil, err
+		}
+		proposed, err := merged(cur, body)
+		if err != nil {
+			return nil, err
+		}
+		if err := r.abac(ctx, "update", in.Reason, cur, proposed); err != nil {
+			return nil, err
+		}
+		if err := r.beforeWrite(ctx, "update", in.Reason, body, func() (map[string]any, error) { return proposed, nil }); err != nil {
+			return nil, err
+		}
+		out, raced, err := r.update(ctx, id, vals, current.version, in.Reason)
+		if !raced || ifVersion > 0 || attempt == 2 {
+			if raced {
+				return nil, problem(http.StatusConflict, "update: the record kept changing while its rules were checked; retry")
+			}
+			return out, err
+		}
+	}
+}
+
+// beforeWrite runs layers 3 and 5 of a write: the reason policy, then the field write rules.
+// proposed gives the record as the write would leave it, asked only to tell whether layer 4
+// refuses the write before layer 5 does.
+func (r *records) beforeWrite(ctx context.Context, verb, reason string, body map[string]json.RawMessage, proposed func() (map[string]any, error)) error {
+	if err := r.needReason(verb, reason, "header.X-Velocity-Reason"); err != nil {
+		return err
+	}
+	err := r.writable(ctx, body)
+	if err == nil || r.t.Spec.Access.RowFilter == "" {
+		return err
+	}
+	rec, perr := proposed()
+	if perr != nil {
+		return perr
+	}
+	return r.rowFilterFirst(ctx, rec, err)
+}
+
+// readRaw reads the stored record for layer 2, under row-level security; 404 when the caller
+// cannot see it.
+func (r *records) readRaw(ctx context.Context, id string) (record, error) {
+	var rec record
+	err := r.s.store.InRequest(ctx, requestOf(ctx, ""), []store.Statement{stmt(r.t.GetRaw(id))},
+		func(_ int, rows pgx.Rows) error { return readRecord(&rec)(rows) })
+	if err != nil {
+		return rec, storeProblem(err, "read")
+	}
+	if rec.json == nil {
+		return rec, problem(http.StatusNotFound, "no "+r.t.Spec.Object+" record "+id)
+	}
+	return rec, nil
+}
+
+// update changes record id and reads it back. raced reports that ifVersion was given and
+// the record is at another one (the caller's 412, or layer 2's retry).
+func (r *records) update(ctx context.Context, id string, vals sqlbuild.Values, ifVersion int64, reason string) (*recordOut, bool, error) {
 	var updated bool
 	var rec record
-	err = r.s.store.InRequest(ctx, requestOf(ctx, in.Reason), []store.Statement{
+	err := r.s.store.InRequest(ctx, requestOf(ctx, reason), []store.Statement{
 		stmt(r.t.Update(id, vals, ifVersion)), stmt(r.t.Get(id)),
 	}, func(i int, rows pgx.Rows) error {
 		if i == 0 {
@@ -337,25 +464,23 @@ func (r *records) patch(ctx context.Context, in *patchIn) (*recordOut, error) {
 		return readRecord(&rec)(rows)
 	})
 	if err != nil {
-		return nil, storeProblem(err, "update")
+		return nil, false, storeProblem(err, "update")
 	}
 	switch {
 	case rec.json == nil:
-		return nil, problem(http.StatusNotFound, "no "+r.t.Spec.Object+" record "+id)
-	case !updated && ifVersion > 0:
+		return nil, false, problem(http.StatusNotFound, "no "+r.t.Spec.Object+" record "+id)
+	case !updated && ifVersion > 0 && rec.version != ifVersion:
 		p := problem(http.StatusPreconditionFailed, "the record changed: it is at version "+strconv.FormatInt(rec.version, 10)+", not "+strconv.FormatInt(ifVersion, 10))
-		return nil, withLocation(p, "header.If-Match", "stale version")
+		return nil, true, withLocation(p, "header.If-Match", "stale version")
 	case !updated:
-		return nil, denied(authz.LayerRLS, "update denied by row-level security")
+		return nil, false, denied(authz.LayerRLS, "update denied by row-level security")
 	}
-	return recordResponse("", rec), nil
+	out, err := r.respond(ctx, "", rec)
+	return out, false, err
 }
 
 func (r *records) delete(ctx context.Context, in *deleteIn) (*deleteOut, error) {
 	if err := r.allow(ctx, "delete"); err != nil {
-		return nil, err
-	}
-	if err := r.needReason("delete", in.Reason, "header.X-Velocity-Reason"); err != nil {
 		return nil, err
 	}
 	id, err := checkID(in.ID)
@@ -366,35 +491,80 @@ func (r *records) delete(ctx context.Context, in *deleteIn) (*deleteOut, error) 
 	if err != nil {
 		return nil, err
 	}
+	if !r.needsRecord("delete") {
+		if err := r.abac(ctx, "delete", in.Reason, nil, nil); err != nil {
+			return nil, err
+		}
+		if err := r.needReason("delete", in.Reason, "header.X-Velocity-Reason"); err != nil {
+			return nil, err
+		}
+		_, err := r.remove(ctx, id, ifVersion, in.Reason)
+		return &deleteOut{}, err
+	}
+	for attempt := 0; ; attempt++ {
+		current, err := r.readRaw(ctx, id)
+		if err != nil {
+			return nil, err
+		}
+		if ifVersion > 0 && current.version != ifVersion {
+			return nil, withLocation(problem(http.StatusPreconditionFailed, "the record changed since version "+strconv.FormatInt(ifVersion, 10)), "header.If-Match", "stale version")
+		}
+		cur, err := decodeRecord(current.json)
+		if err != nil {
+			return nil, err
+		}
+		if err := r.abac(ctx, "delete", in.Reason, cur, nil); err != nil {
+			return nil, err
+		}
+		if err := r.needReason("delete", in.Reason, "header.X-Velocity-Reason"); err != nil {
+			return nil, err
+		}
+		raced, err := r.remove(ctx, id, current.version, in.Reason)
+		if !raced || ifVersion > 0 || attempt == 2 {
+			if raced {
+				return nil, problem(http.StatusConflict, "delete: the record kept changing while its rules were checked; retry")
+			}
+			return &deleteOut{}, err
+		}
+	}
+}
+
+// remove deletes record id; raced reports that ifVersion was given and the record is at
+// another one.
+func (r *records) remove(ctx context.Context, id string, ifVersion int64, reason string) (bool, error) {
 	var deleted, exists bool
-	err = r.s.store.InRequest(ctx, requestOf(ctx, in.Reason), []store.Statement{
+	var version int64
+	err := r.s.store.InRequest(ctx, requestOf(ctx, reason), []store.Statement{
 		stmt(r.t.Delete(id, ifVersion)), stmt(r.t.Version(id)),
 	}, func(i int, rows pgx.Rows) error {
 		for rows.Next() {
 			if i == 0 {
 				deleted = true
-			} else {
-				exists = true
+				continue
+			}
+			exists = true
+			if err := rows.Scan(&version); err != nil {
+				return err
 			}
 		}
 		return rows.Err()
 	})
 	if err != nil {
-		return nil, storeProblem(err, "delete")
+		return false, storeProblem(err, "delete")
 	}
 	switch {
 	case deleted:
-		return &deleteOut{}, nil
-	case exists && ifVersion > 0:
-		return nil, withLocation(problem(http.StatusPreconditionFailed, "the record changed since version "+strconv.FormatInt(ifVersion, 10)), "header.If-Match", "stale version")
+		return false, nil
+	case exists && ifVersion > 0 && version != ifVersion:
+		return true, withLocation(problem(http.StatusPreconditionFailed, "the record changed since version "+strconv.FormatInt(ifVersion, 10)), "header.If-Match", "stale version")
 	case exists:
-		return nil, denied(authz.LayerRLS, "delete denied by row-level security")
+		return false, denied(authz.LayerRLS, "delete denied by row-level security")
 	}
-	return nil, problem(http.StatusNotFound, "no "+r.t.Spec.Object+" record "+id)
+	return false, problem(http.StatusNotFound, "no "+r.t.Spec.Object+" record "+id)
 }
 
 func (r *records) list(ctx context.Context, in *listIn) (*listOut, error) {
-	if err := r.allow(ctx, "read"); err != nil {
+	if err := r.gate(ctx, "read"); err != nil {
 		return nil, err
 	}
 	// Every other query parameter is an equality filter on a field.
@@ -461,7 +631,7 @@ func queryValue(f schemadef.Field, v string) json.RawMessage {
 }
 
 func (r *records) query(ctx context.Context, in *queryIn) (*listOut, error) {
-	if err := r.allow(ctx, "read"); err != nil {
+	if err := r.gate(ctx, "read"); err != nil {
 		return nil, err
 	}
 	if _, err := decodeObject(in.RawBody); err != nil {
@@ -490,6 +660,9 @@ func queryDecodeMessage(err error) string {
 }
 
 func (r *records) page(ctx context.Context, q sqlbuild.QueryInput, loc string) (*listOut, error) {
+	if err := r.readable(ctx, q, loc); err != nil {
+		return nil, err
+	}
 	pg, errs := r.t.BuildQuery(q, loc)
 	if len(errs) > 0 {
 		return nil, invalid(http.StatusBadRequest, "bad query for "+r.t.Spec.Key(), errs)
@@ -517,6 +690,13 @@ func (r *records) page(ctx context.Context, q sqlbuild.QueryInput, loc string) (
 			return nil, err
 		}
 		next, _ = json.Marshal(c)
+	}
+	if hidden := r.hidden(ctx); len(hidden) > 0 {
+		for i, it := range items {
+			if items[i], err = withoutFields(it, hidden); err != nil {
+				return nil, err
+			}
+		}
 	}
 	size := 32 + len(next)
 	for _, it := range items {

@@ -77,17 +77,21 @@ func TestSchemaApplyLifecycle(t *testing.T) {
 	p = requireProblem(t, e.do("POST", "/admin/schemas/apply", e.admin, yamlJSON(t, v1)), http.StatusConflict)
 	require.Equal(t, []string{"body.spec.version"}, locations(p))
 
-	// v3 drops a field: breaking, refused with the reason, nothing changed.
+	// v3 drops a field: breaking, so it waits for a second admin's approval (202) and
+	// nothing changes.
 	v3 := strings.Replace(strings.Replace(v2, "    - name: coupon\n      type: string\n", "", 1), "version: 2", "version: 3", 1)
-	p = requireProblem(t, e.do("POST", "/admin/schemas/apply", e.admin, yamlJSON(t, v3)), http.StatusConflict)
-	require.Contains(t, string(toJSON(t, p["errors"])), `field \"coupon\" is dropped`)
+	r = e.do("POST", "/admin/schemas/apply", e.admin, yamlJSON(t, v3))
+	require.Equal(t, http.StatusAccepted, r.status, "%s", r.body)
+	require.Equal(t, "pending_approval", r.json(t)["status"])
+	require.Equal(t, []any{`field "coupon" is dropped with its data`}, r.json(t)["breaking"])
 	var cols int
 	require.NoError(t, e.super.QueryRow(ctx, `SELECT count(*) FROM information_schema.columns WHERE table_schema = 'acme__shop' AND column_name = 'coupon'`).Scan(&cols))
 	require.Equal(t, 2, cols, "column still in table and view")
-	// The dry run shows it as breaking without refusing.
+	// The dry run shows it as breaking, needing approval.
 	r = e.do("POST", "/admin/schemas/diff", e.admin, yamlJSON(t, v3))
 	require.Equal(t, http.StatusOK, r.status)
 	require.NotEmpty(t, r.json(t)["breaking"])
+	require.Equal(t, true, r.json(t)["approval_required"])
 	// Allowed by policy, it applies.
 	v3allow := strings.Replace(v3, "  access:\n", "  policy:\n    breakingChanges: allow\n  access:\n", 1)
 	require.Equal(t, "applied", e.applyYAML(v3allow)["status"])
@@ -158,10 +162,21 @@ spec:
 	requireProblem(t, e.do("POST", "/admin/schemas/apply", e.admin, `{"apiVersion": `), http.StatusBadRequest)
 	requireProblem(t, e.do("POST", "/admin/schemas/apply", e.admin, strings.Repeat(" ", 2<<20)), http.StatusRequestEntityTooLarge)
 
-	// Access rules this release cannot enforce are refused, not silently ignored.
-	withRowFilter := strings.Replace(readOrders(t), "  access:\n", "  access:\n    rowFilter: \"record.region == actor.attributes.region\"\n    fields:\n      note:\n        read: [admin]\n", 1)
-	p = requireProblem(t, e.do("POST", "/admin/schemas/apply", e.admin, yamlJSON(t, withRowFilter)), http.StatusUnprocessableEntity)
-	require.Equal(t, []string{"body.spec.access.rowFilter", "body.spec.access.fields"}, locations(p))
+	// Access rules are compiled at apply: an unknown field, a CEL error, a rule too deep, a
+	// record read in a list verb's rule and a row filter outside the SQL subset each name
+	// their rule, and nothing is applied.
+	badRules := strings.Replace(readOrders(t), "  access:\n", "  access:\n"+
+		"    abac:\n"+
+		"      - verbs: [update]\n        rule: \"record.nope == 1\"\n"+
+		"      - verbs: [delete]\n        rule: \"actor.id ==\"\n"+
+		"      - verbs: [create]\n        rule: \"((((((((((((actor.id == 'x'))))))))))))  && [[[[[[[[[[[1]]]]]]]]]]].size() > 0\"\n"+
+		"      - verbs: [read]\n        rule: \"record.region == 'eu'\"\n"+
+		"    rowFilter: \"record.region.startsWith(actor.attributes.region)\"\n", 1)
+	p = requireProblem(t, e.do("POST", "/admin/schemas/apply", e.admin, yamlJSON(t, badRules)), http.StatusUnprocessableEntity)
+	require.Equal(t, []string{"body.spec.access.abac[0].rule", "body.spec.access.abac[1].rule", "body.spec.access.abac[2].rule",
+		"body.spec.access.abac[3].rule", "body.spec.access.rowFilter"}, locations(p))
+	require.Contains(t, string(toJSON(t, p)), "nope")
+	require.Contains(t, string(toJSON(t, p)), "startsWith")
 
 	var n int
 	require.NoError(t, e.super.QueryRow(context.Background(), `SELECT count(*) FROM velocity.schemas`).Scan(&n))

@@ -71,6 +71,7 @@ type Server struct {
 	chain    auth.Chain
 	oidc     *auth.OIDC // the browser login, when the session strategy is configured
 	bindings *bindingCache
+	rules    ruleCache // layer 2, compiled per schema version
 
 	routes   atomic.Pointer[routes]
 	reloadMu sync.Mutex
@@ -255,6 +256,7 @@ const (
 	actorKey ctxKey = iota
 	requestIDKey
 	noteKey
+	clientIPKey
 )
 
 // decisionNote is where a request's denial, if any, is noted for its audit entry.
@@ -293,7 +295,8 @@ func (s *Server) auditDecision(ctx huma.Context, actor store.Actor, rid string, 
 	}
 	d.RecordID = ctx.Param("id")
 	d.FailMode = note.failMode
-	if status == http.StatusForbidden || (note.layer > 0 && status == http.StatusNotFound) {
+	// A denial is a 403, or a 404 or 428 that a layer decided (a hidden row, a missing reason).
+	if status == http.StatusForbidden || (note.layer > 0 && status >= 400) {
 		d.Outcome, d.Layer = "denied", note.layer
 		d.Detail["denial"] = note.detail
 	}
@@ -354,6 +357,7 @@ func (s *Server) authenticate(api huma.API) func(huma.Context, func(huma.Context
 		}
 		note := &decisionNote{failMode: failMode}
 		ctx = huma.WithValue(huma.WithValue(ctx, actorKey, actor), noteKey, note)
+		ctx = huma.WithValue(ctx, clientIPKey, s.apiKeys.ClientIP(r))
 		next(ctx)
 		s.auditDecision(ctx, actor, rid, note)
 	}

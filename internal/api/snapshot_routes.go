@@ -13,6 +13,7 @@ import (
 	"github.com/danielgtaylor/huma/v2/adapters/humago"
 	"github.com/jackc/pgx/v5"
 
+	"github.com/velocitydev/velocity/internal/schemadef"
 	"github.com/velocitydev/velocity/internal/snapshot"
 	"github.com/velocitydev/velocity/internal/sqlbuild"
 	"github.com/velocitydev/velocity/internal/store"
@@ -68,10 +69,7 @@ func registerSnapshot(api huma.API, r *records) []string {
 }
 
 func (r *records) snapshot(ctx context.Context, in *snapshotIn) (*huma.StreamResponse, error) {
-	if err := r.allow(ctx, "read"); err != nil {
-		return nil, err
-	}
-	if err := r.allow(ctx, "history"); err != nil {
+	if err := r.allowPast(ctx); err != nil {
 		return nil, err
 	}
 	var at any // nil is now
@@ -119,14 +117,16 @@ func (r *records) streamSnapshot(hctx huma.Context, req store.Request, at any, a
 
 	out := &snapshotResponse{w: w, rc: rc, contentType: format.ContentType(),
 		filename: r.t.Spec.Key() + "." + string(format)}
-	query := r.t.SnapshotJSON(at)
+	// Without the fields hidden from the caller: not a key of NDJSON, not a Parquet column.
+	t := r.tableFor(hctx.Context())
+	query := t.SnapshotJSON(at)
 	if format == snapshot.Parquet {
-		query = r.t.SnapshotColumns(at)
+		query = t.SnapshotColumns(at)
 	}
 	var enc snapshot.Encoder
 	open := func() (err error) {
 		if enc == nil {
-			enc, err = r.newSnapshotEncoder(format, out, atText)
+			enc, err = r.newSnapshotEncoder(t.Spec, format, out, atText)
 		}
 		return err
 	}
@@ -175,7 +175,7 @@ func (r *records) streamSnapshot(hctx huma.Context, req store.Request, at any, a
 	panic(http.ErrAbortHandler)
 }
 
-func (r *records) newSnapshotEncoder(format snapshot.Format, out *snapshotResponse, at string) (snapshot.Encoder, error) {
+func (r *records) newSnapshotEncoder(spec schemadef.Spec, format snapshot.Format, out *snapshotResponse, at string) (snapshot.Encoder, error) {
 	if format != snapshot.Parquet {
 		return snapshot.NewNDJSON(out), nil
 	}
@@ -186,7 +186,7 @@ func (r *records) newSnapshotEncoder(format snapshot.Format, out *snapshotRespon
 	if at != "" {
 		md["velocity.at"] = at
 	}
-	return snapshot.NewParquet(out, snapshot.Columns(r.t.Spec), snapshot.ParquetConfig{Metadata: md})
+	return snapshot.NewParquet(out, snapshot.Columns(spec), snapshot.ParquetConfig{Metadata: md})
 }
 
 // snapshotPending is how much of the body is held back before the status is sent: the start

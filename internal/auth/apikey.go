@@ -132,6 +132,10 @@ func (a *APIKeys) Authenticate(ctx context.Context, r *http.Request) (store.Acto
 // TrustProxies sets the proxies whose X-Forwarded-For names the client of an allowlisted key.
 func (a *APIKeys) TrustProxies(p []netip.Prefix) { a.trusted = p }
 
+// ClientIP is the client's address as the API keys see it: X-Forwarded-For counts only
+// behind the trusted proxies (see ClientIP). Layer 2 rules read it as request.ip.
+func (a *APIKeys) ClientIP(r *http.Request) netip.Addr { return ClientIP(r, a.trusted) }
+
 // Forget drops every cached key, after a revocation.
 func (a *APIKeys) Forget() {
 	a.mu.Lock()

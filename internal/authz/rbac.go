@@ -1,5 +1,6 @@
 // Package authz owns the access-control layers that run in Go before SQL: layer 1 (RBAC
-// verbs) now, the CEL, field and masking layers later. Postgres enforces them again.
+// verbs), layer 2 (ABAC, through internal/rules), layer 3 (policy) and the Go side of layer 5
+// (field rules). Postgres enforces layers 1, 4, 5, 6 and 7 again, for every path.
 package authz
 
 import (
@@ -7,10 +8,15 @@ import (
 	"github.com/velocitydev/velocity/internal/store"
 )
 
-// Layer numbers, as reported in denials.
+// Layer numbers, as reported in denials, in the order every request passes them.
 const (
-	LayerRBAC = 1
-	LayerRLS  = 7
+	LayerRBAC      = 1 // verbs per role
+	LayerABAC      = 2 // CEL rules per verb
+	LayerPolicy    = 3 // policy.requireReason
+	LayerRowFilter = 4 // access.rowFilter, as a restrictive RLS policy
+	LayerFields    = 5 // access.fields read and write roles
+	LayerMask      = 6 // access.fields masks, in the read views
+	LayerRLS       = 7 // forced row-level security
 )
 
 // AdminRole is the platform administrator's role (ADR-008).

@@ -206,6 +206,7 @@ func newRoot(stdout, stderr io.Writer, getenv func(string) string) *cobra.Comman
 		newWorkerCmd(g),
 		newAuditCmd(g),
 		newAuthCmd(g),
+		newApproveCmd(g),
 	)
 	for _, c := range root.Commands() {
 		rejectUnknownSubcommands(c)

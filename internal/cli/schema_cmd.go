@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -20,14 +22,18 @@ type schemaPlan struct {
 	Name        string `json:"name"`
 	FromVersion int    `json:"from_version"`
 	ToVersion   int    `json:"to_version"`
-	Status      string `json:"status"` // applied, unchanged or dry_run
+	Status      string `json:"status"` // applied, unchanged, dry_run or pending_approval
 	Plan        string `json:"plan"`   // the SQL script of the steps
 	Steps       []struct {
 		Comment string `json:"comment"`
 		SQL     string `json:"sql"`
 	} `json:"steps"`
-	Breaking []string `json:"breaking"`
-	Warnings []string `json:"warnings"`
+	Breaking         []string  `json:"breaking"`
+	ApprovalRequired bool      `json:"approval_required"` // breaking changes wait for a second platform admin
+	Warnings         []string  `json:"warnings"`
+	ApprovalID       int64     `json:"approval_id"` // pending_approval: the request
+	Approve          string    `json:"approve"`     // pending_approval: the command that approves it
+	Approval         *approval `json:"approval"`    // velocity approve schema: the request it approved
 }
 
 // schemaSummary is one schema in the API's list.
@@ -46,7 +52,7 @@ type schemaVersion struct {
 
 func newSchemaCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{Use: "schema", Short: "Apply, compare and inspect schema definitions"}
-	cmd.AddCommand(newSchemaApplyCmd(g), newSchemaListCmd(g), newSchemaGetCmd(g), newSchemaDiffCmd(g))
+	cmd.AddCommand(newSchemaApplyCmd(g), newSchemaListCmd(g), newSchemaGetCmd(g), newSchemaDiffCmd(g), newSchemaApprovalsCmd(g))
 	return cmd
 }
 
@@ -58,7 +64,9 @@ func newSchemaApplyCmd(g *globals) *cobra.Command {
 		Short: "Apply schema definitions and print their plans",
 		Long: "Apply the schema definitions in FILE, or in every *.yaml, *.yml and *.json file of DIR\n" +
 			"(in lexical order, not recursive). A file may hold several YAML documents separated by\n" +
-			"\"---\". Applying stops at the first definition the API refuses.",
+			"\"---\". Applying stops at the first definition the API refuses.\n\n" +
+			"Breaking changes under policy.breakingChanges: requireApproval (the default) are not\n" +
+			"applied: they wait for another platform admin to run `velocity approve schema NAME`.",
 		Args: usageArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if file == "" {
@@ -135,11 +143,29 @@ func (g *globals) sendPlans(cmd *cobra.Command, verb, path string, docs []defini
 	return failed
 }
 
-// writePlan writes a header line, the breaking changes, and the SQL of the plan.
+// writePlan writes a header line, the breaking changes, what approval they need, and the
+// SQL of the plan.
 func writePlan(w io.Writer, p schemaPlan) {
 	fmt.Fprintf(w, "# %s (%s): %d -> %d %s\n", p.Name, p.Key, p.FromVersion, p.ToVersion, p.Status)
 	for _, b := range p.Breaking {
 		fmt.Fprintf(w, "# breaking: %s\n", b)
+	}
+	switch {
+	case p.Status == "pending_approval":
+		approve := p.Approve
+		if approve == "" {
+			approve = "velocity approve schema " + p.Name
+		}
+		fmt.Fprintf(w, "# nothing applied: request %d waits for another platform admin to approve it with:\n#   %s\n", p.ApprovalID, approve)
+	case p.ApprovalRequired:
+		fmt.Fprintf(w, "# approval required: applying waits for another platform admin to run `velocity approve schema %s`\n", p.Name)
+	}
+	if a := p.Approval; a != nil {
+		fmt.Fprintf(w, "# approved: request %d of %s, by %s", a.ID, a.RequestedBy, a.DecidedBy)
+		if a.Reason != "" {
+			fmt.Fprintf(w, ": %s", a.Reason)
+		}
+		fmt.Fprintln(w)
 	}
 	for _, warn := range p.Warnings {
 		fmt.Fprintf(w, "# warning: %s\n", warn)
@@ -162,6 +188,58 @@ func newSchemaListCmd(g *globals) *cobra.Command {
 			return []string{s.Name, s.Key, strconv.Itoa(s.Version), s.UpdatedAt}
 		},
 	})
+}
+
+// approval is a breaking change that waits for, or got, a second platform admin's decision.
+type approval struct {
+	ID          int64    `json:"id"`
+	Name        string   `json:"name"`
+	Key         string   `json:"key"`
+	FromVersion int      `json:"from_version"`
+	ToVersion   int      `json:"to_version"`
+	Breaking    []string `json:"breaking"`
+	RequestedBy string   `json:"requested_by"`
+	RequestedAt string   `json:"requested_at"`
+	Status      string   `json:"status"`
+	DecidedBy   string   `json:"decided_by"`
+	Reason      string   `json:"reason"`
+}
+
+var approvalStatuses = []string{"pending", "approved", "rejected", "superseded"}
+
+func newSchemaApprovalsCmd(g *globals) *cobra.Command {
+	var status string
+	cmd := &cobra.Command{
+		Use:   "approvals [--status pending|approved|rejected|superseded]",
+		Short: "List breaking changes that wait for (or got) another platform admin's approval",
+		Args:  usageArgs(cobra.NoArgs),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			path := "/admin/schemas/approvals"
+			if status != "" {
+				if !slices.Contains(approvalStatuses, status) {
+					return usageError{fmt.Errorf("schema approvals: --status must be one of %s, not %q", strings.Join(approvalStatuses, ", "), status)}
+				}
+				path += "?status=" + url.QueryEscape(status)
+			}
+			var list struct {
+				Items []approval `json:"items"`
+			}
+			raw, err := g.call(cmd, http.MethodGet, path, nil, &list)
+			if err != nil {
+				return fmt.Errorf("list schema approvals: %w", err)
+			}
+			return g.print(cmd, raw, func() [][]string {
+				rows := [][]string{{"ID", "NAME", "VERSIONS", "STATUS", "REQUESTED_BY", "REQUESTED_AT", "DECIDED_BY", "BREAKING"}}
+				for _, a := range list.Items {
+					rows = append(rows, []string{strconv.FormatInt(a.ID, 10), a.Name, fmt.Sprintf("%d->%d", a.FromVersion, a.ToVersion),
+						a.Status, a.RequestedBy, a.RequestedAt, orDash(a.DecidedBy), strconv.Itoa(len(a.Breaking))})
+				}
+				return rows
+			})
+		},
+	}
+	cmd.Flags().StringVar(&status, "status", "", "only requests with this status (default: all)")
+	return cmd
 }
 
 func newSchemaGetCmd(g *globals) *cobra.Command {

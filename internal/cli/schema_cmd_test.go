@@ -148,16 +148,16 @@ func TestSchemaApplyStopsAtTheFirstFailure(t *testing.T) {
 		// The second definition is refused, so the third must not be sent.
 		api := newFakeAPIFunc(t, func(_ *http.Request, n int) reply {
 			if n == 2 {
-				return reply{http.StatusConflict, `{"status":409,"title":"Conflict","detail":"breaking change needs approval",` +
-					`"errors":[{"location":"body.spec.fields","message":"field region dropped"}]}`}
+				return reply{http.StatusConflict, `{"status":409,"title":"Conflict","detail":"version already applied with different content",` +
+					`"errors":[{"location":"body.spec.version","message":"must be higher than the applied version to change the schema"}]}`}
 			}
 			return planReply("orders", "applied")
 		})
 		r := runAPI(t, api, "-o", output, "schema", "apply", "-f", dir)
 		require.Equal(t, ExitError, r.code)
 		require.Len(t, api.requests(), 2)
-		require.Equal(t, "error: apply "+filepath.Join(dir, "2.yaml")+" (document 1): Conflict (409): breaking change needs approval\n"+
-			"  body.spec.fields: field region dropped\n", r.stderr)
+		require.Equal(t, "error: apply "+filepath.Join(dir, "2.yaml")+" (document 1): Conflict (409): version already applied with different content\n"+
+			"  body.spec.version: must be higher than the applied version to change the schema\n", r.stderr)
 		if output == "table" {
 			require.Equal(t, planTable("orders", "applied"), r.stdout, "what was applied is shown")
 		} else {

@@ -4,14 +4,15 @@ import (
 	"bytes"
 	"fmt"
 	"reflect"
+	"slices"
 	"sort"
 
 	"github.com/velocitydev/velocity/internal/schemadef"
 	"github.com/velocitydev/velocity/internal/sqlbuild"
 )
 
-// alter plans the change from old to next. Each field is compared on its own; the view,
-// policies and grants are rebuilt only when what they depend on changed.
+// alter plans the change from old to next. Each field is compared on its own; the views,
+// triggers, policies and grants are rebuilt only when what they depend on changed.
 func (b *builder) alter(old, next schemadef.Spec) {
 	fieldsChanged := false
 	for _, of := range old.Fields {
@@ -27,6 +28,11 @@ func (b *builder) alter(old, next schemadef.Spec) {
 	if fieldsChanged {
 		// The view names every column, so it goes first and comes back last.
 		b.add("the read view is rebuilt after the field changes", "DROP VIEW IF EXISTS %s", b.view)
+	}
+	// So do the row filter's policies, which Postgres will not let a column change under.
+	filterChanged := rowFilterChanged(old, next)
+	if filterChanged {
+		b.dropRowFilter()
 	}
 
 	for _, of := range old.Fields {
@@ -44,18 +50,34 @@ func (b *builder) alter(old, next schemadef.Spec) {
 		b.changeField(of, nf)
 	}
 
+	b.alterFieldWriter(old, next)
 	if fieldsChanged {
 		b.addView(next)
+	} else if view := b.viewSQL(next, true); view != b.viewSQL(old, true) {
+		// Only the field rules changed: the columns stay, so the view is replaced in place.
+		b.add("the field rules of the read view change", "%s", view)
 	}
-	if !reflect.DeepEqual(old.Access.Roles, next.Access.Roles) {
+	rolesChanged := !reflect.DeepEqual(old.Access.Roles, next.Access.Roles)
+	if rolesChanged {
 		b.dropPolicies()
 		b.addPolicies(next.Access)
 	}
 	b.alterHistory(old, next)
-	if fieldsChanged || !reflect.DeepEqual(old.Access.Roles, next.Access.Roles) {
-		// A rebuilt view has lost its grants; regrant everything for every role.
-		b.addGrants(&old.Access, next.Access)
+	if filterChanged {
+		b.addRowFilter(next)
 	}
+	if fieldsChanged || rolesChanged || !slices.Equal(b.grantsOf(old), b.grantsOf(next)) {
+		// A rebuilt view has lost its grants; regrant everything for every role.
+		b.addGrants(&old, next)
+	}
+}
+
+// grantsOf is what addGrants grants for s, to tell whether a change of field rules changes the
+// columns a role may read.
+func (b *builder) grantsOf(s schemadef.Spec) []Step {
+	g := &builder{names: b.names, table: b.table, view: b.view}
+	g.addGrants(nil, s)
+	return g.plan.Steps
 }
 
 func (b *builder) addField(f schemadef.Field) {

@@ -17,8 +17,8 @@ const HistoryMonthsAhead = 3
 
 // addHistory creates the history of the table: a table partitioned by month with a default
 // partition, append-only for everyone, readable under RLS by roles with both "read" and
-// "history", and the generated trigger that writes one event and one outbox row per change
-// in the transaction of the change.
+// "history" through the history view that applies the field rules, and the generated trigger
+// that writes one event and one outbox row per change in the transaction of the change.
 func (b *builder) addHistory(s schemadef.Spec) {
 	hist := sqlbuild.Qualified(b.names.Schema, b.names.History)
 	dflt := sqlbuild.Qualified(b.names.Schema, b.names.HistoryDefault)
@@ -43,8 +43,12 @@ func (b *builder) addHistory(s schemadef.Spec) {
 		b.add("", "CREATE TRIGGER velocity_history_guard_truncate BEFORE TRUNCATE ON %s FOR EACH STATEMENT EXECUTE FUNCTION velocity.history_guard()", t)
 	}
 	b.add("", "ALTER TABLE %s ENABLE ROW LEVEL SECURITY", hist)
+	b.addHistoryForcedRLS(false)
 	b.addHistoryPolicy(s.Access)
+	// The API reads history through the view; restore reads the raw image, to write back the
+	// values, not their masks.
 	b.add("", "GRANT SELECT ON %s TO velocity_api", hist)
+	b.addHistoryView(s)
 	b.add("this month's partition and the next ones; the partition job keeps them ahead",
 		"SELECT velocity.history_partitions_ensure(%s, %s, now(), %d)", sqlbuild.Literal(b.names.Schema), sqlbuild.Literal(b.names.History), HistoryMonthsAhead)
 	b.addHistoryWriter(s)
@@ -55,6 +59,26 @@ func (b *builder) addHistory(s schemadef.Spec) {
 	// form grows with the table.
 	b.add("an UPDATE that changes nothing writes no event",
 		"CREATE TRIGGER velocity_history_update AFTER UPDATE ON %s FOR EACH ROW WHEN (OLD.version IS DISTINCT FROM NEW.version) EXECUTE FUNCTION %s()", b.table, b.writer())
+}
+
+// addHistoryForcedRLS forces the history table's RLS: the history view belongs to the owner,
+// and a view reads its tables with its owner's rights, which an RLS that is only enabled
+// lets through. The history writer, which runs as the owner, gets an insert policy of its
+// own; privileges keep everyone else from inserting. With RLS forced, the owner's UPDATE or
+// DELETE finds no row for the row guard to refuse, so a statement guard refuses it instead.
+// orReplace for a table that may have them already.
+func (b *builder) addHistoryForcedRLS(orReplace bool) {
+	hist := b.history()
+	create := "CREATE TRIGGER"
+	if orReplace {
+		create = "CREATE OR REPLACE TRIGGER"
+	}
+	b.add("the history view is the owner's and must not pass RLS: forced, as on the table", "ALTER TABLE %s FORCE ROW LEVEL SECURITY", hist)
+	b.add("", "%s velocity_history_guard_statement BEFORE UPDATE OR DELETE ON %s FOR EACH STATEMENT EXECUTE FUNCTION velocity.history_guard()", create, hist)
+	if orReplace {
+		b.add("", "DROP POLICY IF EXISTS velocity_history_write ON %s", hist)
+	}
+	b.add("the history writer runs as the owner", "CREATE POLICY velocity_history_write ON %s FOR INSERT WITH CHECK (true)", hist)
 }
 
 func (b *builder) writer() string { return sqlbuild.Qualified(b.names.Schema, b.names.HistoryWriter) }
@@ -91,12 +115,14 @@ func (b *builder) addHistoryWriter(s schemadef.Spec) {
 	b.add("", "REVOKE ALL ON FUNCTION %s() FROM PUBLIC", sqlbuild.Qualified(schemadef.NamesOf(s).Schema, schemadef.NamesOf(s).HistoryWriter))
 }
 
-// auditMasked lists the fields whose values never enter an audit entry: the sensitive ones
-// and those history redacts.
+// auditMasked lists the fields whose values never enter an audit entry: the sensitive ones,
+// those history redacts, and those masked with redact (or with a mask their type cannot take)
+// for the roles outside their read list.
 func auditMasked(s schemadef.Spec) []string {
 	var out []string
 	for _, f := range s.Fields {
-		if f.Sensitive || slices.Contains(s.History.Redact, f.Name) {
+		restricted, fa := readRule(s, f.Name)
+		if f.Sensitive || slices.Contains(s.History.Redact, f.Name) || restricted && fa.Mask != "" && !maskable(f, fa.Mask) {
 			out = append(out, f.Name)
 		}
 	}
@@ -108,7 +134,8 @@ func auditMasked(s schemadef.Spec) []string {
 // into its own history table, the outbox and the audit log, no dynamic EXECUTE on the write
 // path. The event time of an insert, update or restore is the row's updated_at, so
 // ?at=<updated_at> reads that version. The audit entry shares the event's id, so an entry
-// leads to its history event; its record image has the masked fields set to null.
+// leads to its history event; its record image has the sensitive and redacted fields set to
+// null and the fields with a partial or full mask masked (auditMasked, auditMaskedValues).
 //
 // It runs as the owner (SECURITY DEFINER) but has no SET search_path: a SET clause on a
 // SECURITY DEFINER function made every write pay for two search-path switches (measured at
@@ -133,6 +160,9 @@ func HistoryWriter(s schemadef.Spec, opt WriterOptions) string {
 			nulls[f] = nil
 		}
 		auditRecord = fmt.Sprintf("image OPERATOR(pg_catalog.||) %s::pg_catalog.jsonb", sqlbuild.Literal(jsonText(nulls)))
+	}
+	if pairs := auditMaskedValues(s); len(pairs) > 0 {
+		auditRecord = fmt.Sprintf("%s OPERATOR(pg_catalog.||) pg_catalog.jsonb_build_object(%s)", auditRecord, strings.Join(pairs, ", "))
 	}
 	// One statement writes the event, the outbox row and the audit entry: the values are
 	// computed once in e (materialized, so nextval runs once), and the inserts share one plan
@@ -183,14 +213,18 @@ $velocity$`, sqlbuild.Qualified(names.Schema, names.HistoryWriter), sqlbuild.Lit
 }
 
 // alterHistory rebuilds what of the history depends on a changed definition: the writer when
-// the redacted or masked fields change, the policy when the roles do.
+// the redacted or masked fields change, the policy when the roles do, the view when the field
+// rules do. The view keeps its columns, so it is replaced and keeps its grants.
 func (b *builder) alterHistory(old, next schemadef.Spec) {
-	if !slices.Equal(sortedCopy(old.History.Redact), sortedCopy(next.History.Redact)) || !slices.Equal(auditMasked(old), auditMasked(next)) {
+	if HistoryWriter(old, WriterOptions{}) != HistoryWriter(next, WriterOptions{}) {
 		b.addHistoryWriter(next)
 	}
 	if !reflect.DeepEqual(old.Access.Roles, next.Access.Roles) {
 		b.add("", "DROP POLICY IF EXISTS velocity_history_read ON %s", sqlbuild.Qualified(b.names.Schema, b.names.History))
 		b.addHistoryPolicy(next.Access)
+	}
+	if view := b.historyViewSQL(next); view != b.historyViewSQL(old) {
+		b.add("the field rules of history change", "%s", view)
 	}
 }
 

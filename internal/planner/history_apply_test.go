@@ -186,11 +186,12 @@ func TestHistoryReadRules(t *testing.T) {
 	st, _, n := newHistoryFixture(t)
 	ctx := context.Background()
 	table := sqlbuild.Qualified(n.Schema, n.Table)
-	exec(t, st, admin, `INSERT INTO `+table+` (customer_email) VALUES ('a@example.com')`)
+	exec(t, st, admin, `INSERT INTO `+table+` (customer_email, region) VALUES ('a@example.com', 'eu')`)
 
 	count := func(roles ...string) int {
 		var c int
-		req := store.Request{Actor: store.Actor{ID: "user:x", Kind: "user", Roles: roles}}
+		// In the row filter's region, so the roles alone decide.
+		req := store.Request{Actor: store.Actor{ID: "user:x", Kind: "user", Roles: roles, Attributes: map[string]any{"region": "eu"}}}
 		require.NoError(t, st.InRequest(ctx, req, []store.Statement{{SQL: `SELECT count(*) FROM ` + sqlbuild.Qualified(n.Schema, n.History)}},
 			func(_ int, rows pgx.Rows) error {
 				for rows.Next() {

@@ -1,10 +1,11 @@
 // Package planner turns the current and the new version of a SchemaDefinition into one
-// ordered, deterministic plan of SQL: the table, constraints, indexes, RLS policies, grants
-// and read view that the new version needs.
+// ordered, deterministic plan of SQL: the table, constraints, indexes, triggers, RLS policies,
+// grants and views that the new version needs.
 package planner
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/velocitydev/velocity/internal/schemadef"
@@ -91,6 +92,39 @@ func Build(old *schemadef.Definition, next schemadef.Definition) Plan {
 	return b.plan
 }
 
+// Refresh returns the plan that brings the objects an older planner derived from def, which
+// is applied, up to what Build generates for it now: the read view and the history view (with
+// the field rules), the field-write trigger, the history writer, the history table's forced
+// RLS with the writer's insert policy and statement guard, and every group role's grants. It
+// leaves the table and its data alone. Every step can run again, so a refresh of a current
+// table only re-grants.
+func Refresh(def schemadef.Definition) Plan {
+	s := def.Spec
+	names := schemadef.NamesOf(s)
+	b := &builder{
+		plan:  Plan{Key: s.Key(), FromVersion: s.Version, ToVersion: s.Version},
+		names: names,
+		table: sqlbuild.Qualified(names.Schema, names.Table),
+		view:  sqlbuild.Qualified(names.Schema, names.View),
+	}
+	b.add("the read view with the field rules", "%s", b.viewSQL(s, true))
+	if FieldWriter(s) != "" {
+		b.addFieldWriter(s, true)
+	} else {
+		b.dropFieldWriter()
+	}
+	b.addHistoryForcedRLS(true)
+	b.addHistoryView(s)
+	b.addHistoryWriter(s)
+	// A table applied before the row filter was enforced has none: drop and recreate.
+	if s.Access.RowFilter != "" {
+		b.dropRowFilter()
+		b.addRowFilter(s)
+	}
+	b.addGrants(&s, s)
+	return b.plan
+}
+
 func (b *builder) create(s schemadef.Spec) {
 	schema := sqlbuild.Ident(b.names.Schema)
 	b.add("the org/app schema", "CREATE SCHEMA IF NOT EXISTS %s", schema)
@@ -114,12 +148,14 @@ func (b *builder) create(s schemadef.Spec) {
 	}
 	b.add("Postgres keeps the system fields, whoever writes",
 		"CREATE TRIGGER velocity_system_fields BEFORE INSERT OR UPDATE ON %s FOR EACH ROW EXECUTE FUNCTION velocity.set_system_fields()", b.table)
+	b.addFieldWriter(s, false)
 	b.add("layer 7: every row goes through RLS, the owner included", "ALTER TABLE %s ENABLE ROW LEVEL SECURITY", b.table)
 	b.add("", "ALTER TABLE %s FORCE ROW LEVEL SECURITY", b.table)
 	b.addPolicies(s.Access)
 	b.addView(s)
 	b.addHistory(s)
-	b.addGrants(nil, s.Access)
+	b.addRowFilter(s)
+	b.addGrants(nil, s)
 }
 
 // columnDef is the column clause of a user field; constraints that have their own names
@@ -139,6 +175,14 @@ func columnType(t schemadef.FieldType) string { return sqlbuild.ColumnType(t) }
 
 // defaultExpr renders a validated default as a typed SQL constant.
 func defaultExpr(f schemadef.Field) string {
+	if lit := defaultLiteral(f); lit != "" {
+		return lit + "::" + columnType(f.Type)
+	}
+	return ""
+}
+
+// defaultLiteral is a validated default as an untyped SQL string constant, or "" for none.
+func defaultLiteral(f schemadef.Field) string {
 	if len(f.Default) == 0 || string(f.Default) == "null" {
 		return ""
 	}
@@ -147,10 +191,7 @@ func defaultExpr(f schemadef.Field) string {
 	if msg != "" || v == nil {
 		panic(fmt.Sprintf("planner: default of %q is not valid (%s): validate the definition first", f.Name, msg))
 	}
-	if f.Type == schemadef.TypeJSON {
-		return sqlbuild.Literal(*v) + "::jsonb"
-	}
-	return sqlbuild.Literal(*v) + "::" + columnType(f.Type)
+	return sqlbuild.Literal(*v)
 }
 
 // checkExpr is the CHECK constraint body a field needs, or "".
@@ -233,39 +274,34 @@ func (b *builder) dropPolicies() {
 
 // addView creates the read view the API and BI logins read through. It is owned by
 // velocity_owner and the table's RLS is forced, so rows are filtered for the actor of the
-// session reading it.
+// session reading it; its columns apply the field rules for that actor (viewColumn).
 func (b *builder) addView(s schemadef.Spec) {
-	cols := append([]string{}, schemadef.SystemFields...)
-	for i := range cols {
-		cols[i] = sqlbuild.Ident(cols[i])
-	}
-	for _, f := range s.Fields {
-		cols = append(cols, sqlbuild.Ident(f.Name))
-	}
-	b.add("the read view", "CREATE VIEW %s WITH (security_barrier) AS SELECT %s FROM %s", b.view, strings.Join(cols, ", "), b.table)
+	b.add("the read view", "%s", b.viewSQL(s, false))
 	b.add("", "GRANT SELECT, INSERT, UPDATE, DELETE ON %s TO velocity_api", b.table)
 	b.add("", "GRANT SELECT ON %s TO velocity_api", b.view)
 }
 
 // addGrants gives each role's Postgres group role the privileges its verbs need, for BI
 // logins; RLS still decides which rows. Roles of old that are not in next lose everything.
-func (b *builder) addGrants(old *schemadef.Access, next schemadef.Access) {
+// Group roles read through the views, never the history table, so the field rules hold for
+// BI logins too.
+func (b *builder) addGrants(old *schemadef.Spec, next schemadef.Spec) {
 	roles := map[string]bool{}
 	if old != nil {
-		for r := range old.Roles {
+		for r := range old.Access.Roles {
 			roles[r] = true
 		}
 	}
-	for r := range next.Roles {
+	for r := range next.Access.Roles {
 		roles[r] = true
 	}
 	for _, role := range sortedKeys(roles) {
 		group := sqlbuild.Ident(schemadef.RoleName(role))
 		b.add(fmt.Sprintf("group role for Velocity role %q", role), "SELECT velocity.ensure_group_role(%s)", sqlbuild.Literal(role))
 		if old != nil {
-			b.add("", "REVOKE ALL ON %s, %s, %s FROM %s", b.table, b.view, b.history(), group)
+			b.add("", "REVOKE ALL ON %s, %s, %s, %s FROM %s", b.table, b.view, b.history(), b.historyView(), group)
 		}
-		verbs, ok := next.Roles[role]
+		verbs, ok := next.Access.Roles[role]
 		if !ok {
 			continue
 		}
@@ -278,15 +314,20 @@ func (b *builder) addGrants(old *schemadef.Access, next schemadef.Access) {
 			b.add("", "GRANT SELECT ON %s TO %s", b.view, group)
 		}
 		if has["read"] && has["history"] {
-			b.add("", "GRANT SELECT ON %s TO %s", b.history(), group)
+			b.add("", "GRANT SELECT ON %s TO %s", b.historyView(), group)
 		}
 		if has["create"] {
 			b.add("", "GRANT INSERT ON %s TO %s", b.table, group)
 		}
 		switch {
 		case (has["update"] || has["delete"]) && has["read"]:
-			// Writers filter rows by their columns; RLS still picks the rows.
-			b.add("", "GRANT SELECT ON %s TO %s", b.table, group)
+			// Writers filter rows by their columns; RLS still picks the rows. A field the role
+			// may not read plainly stays out, or its values could be found one WHERE at a time.
+			if cols, all := readableColumns(next, role); all {
+				b.add("", "GRANT SELECT ON %s TO %s", b.table, group)
+			} else {
+				b.add("", "GRANT SELECT (%s) ON %s TO %s", cols, b.table, group)
+			}
 		case has["update"] || has["delete"]:
 			// Enough to address rows by id without reading what the role may not read.
 			b.add("", "GRANT SELECT (id, version) ON %s TO %s", b.table, group)
@@ -298,4 +339,23 @@ func (b *builder) addGrants(old *schemadef.Access, next schemadef.Access) {
 			b.add("", "GRANT DELETE ON %s TO %s", b.table, group)
 		}
 	}
+}
+
+// readableColumns lists, quoted, the columns of the table that role may read plainly: the
+// system fields and every field whose read list is empty or holds role. all reports whether
+// that is every column.
+func readableColumns(s schemadef.Spec, role string) (cols string, all bool) {
+	var out []string
+	for _, name := range schemadef.SystemFields {
+		out = append(out, sqlbuild.Ident(name))
+	}
+	all = true
+	for _, f := range s.Fields {
+		if restricted, fa := readRule(s, f.Name); restricted && !slices.Contains(fa.Read, role) {
+			all = false
+			continue
+		}
+		out = append(out, sqlbuild.Ident(f.Name))
+	}
+	return strings.Join(out, ", "), all
 }

@@ -12,13 +12,15 @@ const MaxIdentifierLength = 63
 // docs/schema-definition.md#naming, are collision-free because org, app, domain and object may not contain a
 // double underscore or end with one, so "__" only ever appears as the separator:
 //
-//	schema:  {org}__{app}
-//	table:   {domain}__{object}
-//	history: {domain}__{object}__history, partitioned by month into
-//	         {domain}__{object}__history_YYYY_MM and {domain}__{object}__history_default
-//	writer:  {domain}__{object}__history_write (the trigger function that writes history)
-//	view:    {domain}__{object}__read
-//	roles:   velocity_r_{role}
+//	schema:       {org}__{app}
+//	table:        {domain}__{object}
+//	history:      {domain}__{object}__history, partitioned by month into
+//	              {domain}__{object}__history_YYYY_MM and {domain}__{object}__history_default
+//	writer:       {domain}__{object}__history_write (the trigger function that writes history)
+//	view:         {domain}__{object}__read
+//	history view: {domain}__{object}__history_read (history with the field rules applied)
+//	field writer: {domain}__{object}__field_write (the trigger function of field write rules)
+//	roles:        velocity_r_{role}
 type Names struct {
 	Schema  string
 	Table   string
@@ -28,6 +30,12 @@ type Names struct {
 	HistoryDefault string
 	HistoryWriter  string
 	View           string
+	// HistoryView is the history as the API and BI logins read it: every column of History,
+	// with the image masked for the reading actor (layers 5 and 6).
+	HistoryView string
+	// FieldWriter is the trigger function that enforces the field write rules (layer 5); it
+	// exists only while some field has write roles.
+	FieldWriter string
 }
 
 // NamesOf returns the Postgres names of spec. Call Validate first: NamesOf does not check.
@@ -40,7 +48,16 @@ func NamesOf(s Spec) Names {
 		HistoryDefault: table + "__history_default",
 		HistoryWriter:  table + "__history_write",
 		View:           table + "__read",
+		HistoryView:    table + "__history_read",
+		FieldWriter:    table + "__field_write",
 	}
+}
+
+// TableObjects lists the names derived from the table name, for the length check. The longest
+// is HistoryDefault (monthly partitions are as long), so a table whose HistoryDefault fits has
+// every one of them fit.
+func (n Names) TableObjects() []string {
+	return []string{n.Table, n.History, n.HistoryDefault, n.HistoryWriter, n.View, n.HistoryView, n.FieldWriter}
 }
 
 // Key is the unique registry key of a definition: org.app.domain.object.

@@ -13,16 +13,6 @@ var ReasonVerbs = []string{"create", "update", "delete", "restore"}
 // protection, so apply rejects them. Ignored parts change no guarantee (an index tier, a
 // future archive threshold) and are applied with a warning.
 func (d Definition) Unenforced() (refused, ignored []FieldError) {
-	a := d.Spec.Access
-	if len(a.ABAC) > 0 {
-		refused = append(refused, FieldError{Path: "spec.access.abac", Message: "ABAC rules (layer 2) are not enforced by this release; remove them"})
-	}
-	if a.RowFilter != "" {
-		refused = append(refused, FieldError{Path: "spec.access.rowFilter", Message: "row filters (layer 4) are not enforced by this release; remove it"})
-	}
-	if len(a.Fields) > 0 {
-		refused = append(refused, FieldError{Path: "spec.access.fields", Message: "field rules and masks (layers 5 and 6) are not enforced by this release; remove them"})
-	}
 	if d.Spec.Search.Tier > SearchTierTrigram {
 		ignored = append(ignored, FieldError{Path: "spec.search.tier", Message: fmt.Sprintf("tier %d search is not served yet; tier 1 (trigram) indexes are created", d.Spec.Search.Tier)})
 	}

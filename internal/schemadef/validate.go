@@ -415,16 +415,25 @@ func (v *validator) access(s Spec) {
 
 	for _, name := range sortedKeys(a.Fields) {
 		path := joinKey("spec.access.fields", name)
-		if _, ok := s.Field(name); !ok {
+		f, ok := s.Field(name)
+		if !ok {
 			v.add(path, "unknown field %q", name)
 		}
 		fa := a.Fields[name]
 		v.roleRefs(path+".read", fa.Read, a.Roles)
 		v.roleRefs(path+".write", fa.Write, a.Roles)
 		switch fa.Mask {
-		case "", MaskPartial, MaskFull, MaskRedact:
+		case "", MaskRedact:
+		case MaskPartial, MaskFull:
+			// A masked value is a string of '*' and kept characters: it only fits a string.
+			if ok && f.Type != TypeString && f.Type != TypeText {
+				v.add(path+".mask", "mask %q needs a string or text field; %s is %s (use %q to hide its value)", fa.Mask, name, f.Type, MaskRedact)
+			}
 		default:
 			v.add(path+".mask", "unknown mask %q (want %s, %s or %s)", fa.Mask, MaskPartial, MaskFull, MaskRedact)
+		}
+		if fa.Mask != "" && len(fa.Read) == 0 {
+			v.add(path+".mask", "a mask applies to the roles not in read; give read the roles that see the value")
 		}
 	}
 }

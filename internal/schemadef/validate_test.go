@@ -287,9 +287,16 @@ func TestValidate(t *testing.T) {
 			{"spec.access.fields.total.mask", `unknown mask "Partial" (want partial, full or redact)`},
 		}},
 		{name: "every mask", change: func(d *Definition) {
-			d.Spec.Access.Fields["region"] = FieldAccess{Mask: MaskFull}
-			d.Spec.Access.Fields["status"] = FieldAccess{Mask: MaskRedact}
+			d.Spec.Access.Fields["region"] = FieldAccess{Read: []string{"admin"}, Mask: MaskFull}
+			d.Spec.Access.Fields["status"] = FieldAccess{Read: []string{"admin"}, Mask: MaskRedact}
 			d.Spec.Access.Fields["total"] = FieldAccess{}
+		}},
+		{name: "a mask without read roles, and a string mask on a number", change: func(d *Definition) {
+			d.Spec.Access.Fields["region"] = FieldAccess{Mask: MaskFull}
+			d.Spec.Access.Fields["total"] = FieldAccess{Read: []string{"admin"}, Mask: MaskPartial}
+		}, want: []FieldError{
+			{"spec.access.fields.region.mask", "a mask applies to the roles not in read; give read the roles that see the value"},
+			{"spec.access.fields.total.mask", `mask "partial" needs a string or text field; total is decimal (use "redact" to hide its value)`},
 		}},
 		{name: "field rules without roles", change: func(d *Definition) { d.Spec.Access.Roles = nil },
 			want: []FieldError{

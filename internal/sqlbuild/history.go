@@ -5,14 +5,21 @@ import (
 	"strings"
 )
 
-// History is the SQL over one table's history (schemadef.Names.History). Every read runs as
-// the API role, so the history table's RLS policy (read and history verbs) applies.
+// History is the SQL over one table's history. Reads go through the history view
+// (schemadef.Names.HistoryView), as the API role: the history table's RLS policy (read and
+// history verbs) picks the rows and the view applies the field rules (layers 5 and 6) to each
+// image, so a field the actor may not read is missing from it or masked. Only restore reads
+// the table itself (History), to write back values rather than their masks.
 func (t *Table) History() string { return Qualified(t.Names.Schema, t.Names.History) }
+
+// HistoryView is the view history is read through: the history table's columns, with the
+// field rules of the reading actor applied to the image.
+func (t *Table) HistoryView() string { return Qualified(t.Names.Schema, t.Names.HistoryView) }
 
 // HistoryImage is the SQL expression that turns the image column of history row alias into
 // a record of the current definition (jsonb): system fields and current fields, null for a
-// field the image lacks (added since) and for every history.redact field, whose stored value
-// is only a keyed hash.
+// field the image lacks (added since, or hidden from the actor by the history view) and for
+// every history.redact field, whose stored value is only a keyed hash.
 func (t *Table) HistoryImage(alias string) string { return t.imageRecord(alias) }
 
 // historyEventColumns are the columns of one event as the API shows it, from alias h.
@@ -28,7 +35,7 @@ func (t *Table) historyEventColumns() string {
 func (t *Table) HistoryAt(id string, at any) Statement {
 	return Statement{
 		SQL: fmt.Sprintf("SELECT %s FROM %s h WHERE h.record_id = $1::uuid AND h.at <= $2::timestamptz ORDER BY h.at DESC, h.event_id DESC LIMIT 1",
-			t.eventColumns, t.History()),
+			t.eventColumns, t.HistoryView()),
 		Args: []any{id, at},
 	}
 }
@@ -38,7 +45,7 @@ func (t *Table) HistoryAt(id string, at any) Statement {
 // whether there is a next page.
 func (t *Table) HistoryPage(id string, since, until, afterAt any, afterEvent *int64, limit int) Statement {
 	var b strings.Builder
-	fmt.Fprintf(&b, "SELECT %s FROM %s h WHERE h.record_id = $1::uuid", t.eventColumns, t.History())
+	fmt.Fprintf(&b, "SELECT %s FROM %s h WHERE h.record_id = $1::uuid", t.eventColumns, t.HistoryView())
 	args := []any{id}
 	add := func(cond string, v any) {
 		args = append(args, v)
@@ -62,19 +69,19 @@ func (t *Table) HistoryPage(id string, since, until, afterAt any, afterEvent *in
 // LastVersion reads the highest version record $1 ever had, for recreating a deleted record.
 func (t *Table) LastVersion(id string) Statement {
 	return Statement{
-		SQL:  fmt.Sprintf("SELECT coalesce(max(h.version), 0) FROM %s h WHERE h.record_id = $1::uuid", t.History()),
+		SQL:  fmt.Sprintf("SELECT coalesce(max(h.version), 0) FROM %s h WHERE h.record_id = $1::uuid", t.HistoryView()),
 		Args: []any{id},
 	}
 }
 
-// HistoryRawAt reads, beside HistoryAt's event, its raw image (redacted fields as their keyed
-// hashes) and the keys of the image that are redacted, for diff and restore. The raw image
-// never leaves the server.
+// HistoryRawAt reads, beside HistoryAt's event, its image as stored (redacted fields as their
+// keyed hashes; the field rules of the history view applied) and the keys of the image that
+// are redacted, for diff and restore. The raw image never leaves the server.
 func (t *Table) HistoryRawAt(id string, at any) Statement {
 	return Statement{
 		SQL: fmt.Sprintf(`SELECT %s, h.image, h.redacted
 FROM %s h WHERE h.record_id = $1::uuid AND h.at <= $2::timestamptz ORDER BY h.at DESC, h.event_id DESC LIMIT 1`,
-			t.eventColumns, t.History()),
+			t.eventColumns, t.HistoryView()),
 		Args: []any{id, at},
 	}
 }
@@ -82,7 +89,9 @@ FROM %s h WHERE h.record_id = $1::uuid AND h.at <= $2::timestamptz ORDER BY h.at
 // restoreSource is the image of history event (record $1, at $2, event $3), cut down to cols
 // and typed as a row of the table by jsonb_populate_record, the inverse of the to_jsonb that
 // stored it. Only cols are cast, so a redacted field's hash or an old value of a field
-// whose type changed since never reaches a column it is not restored to.
+// whose type changed since never reaches a column it is not restored to. It reads the history
+// table, not the view: a field masked for the actor is restored to its value, not its mask
+// (and the field-write trigger still decides whether the actor may write it).
 func (t *Table) restoreSource(cols []string) string {
 	var parts []string
 	for start := 0; start < len(cols); start += maxBuildPairs {

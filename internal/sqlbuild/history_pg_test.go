@@ -24,7 +24,9 @@ func TestHistoryReadsUseTheRecordIndex(t *testing.T) {
 		Spec: schemadef.Spec{
 			Org: "acme", App: "lab", Domain: "game", Object: "deep", Version: 1,
 			Fields: []schemadef.Field{{Name: "n", Type: schemadef.TypeInteger}},
-			Access: schemadef.Access{Roles: map[string][]string{"admin": {"read", "create", "history"}}},
+			Access: schemadef.Access{Roles: map[string][]string{"admin": {"read", "create", "history"}},
+				// Reads go through the history view, which hides n from all but admin.
+				Fields: map[string]schemadef.FieldAccess{"n": {Read: []string{"admin"}, Mask: schemadef.MaskRedact}}},
 		},
 	}
 	def.Normalize()

@@ -41,7 +41,7 @@ func SnapshotSettings(d time.Duration) Statement {
 func (t *Table) snapshotLatest() string {
 	return fmt.Sprintf("SELECT DISTINCT ON (h.record_id) h.op, h.image, h.redacted FROM %s h"+
 		" WHERE h.at <= coalesce($1::timestamptz, 'infinity')"+
-		" ORDER BY h.record_id DESC, h.at DESC, h.event_id DESC", t.History())
+		" ORDER BY h.record_id DESC, h.at DESC, h.event_id DESC", t.HistoryView())
 }
 
 // snapshotFrom keeps, from snapshotLatest, the records that existed at $1: their latest event
@@ -126,8 +126,8 @@ func (t *Table) imageRecord(alias string) string {
 
 // SnapshotJSON streams every record as it was at `at` (a time.Time, or nil for now): one row
 // per record, in one text column its JSON, the same object HistoryImage makes. It reads the
-// history table, so its RLS policy applies: a caller without "read" and "history" gets no
-// rows. Queue SnapshotSettings before it.
+// history view, so the history table's RLS policy applies (a caller without "read" and
+// "history" gets no rows) and so do the field rules. Queue SnapshotSettings before it.
 func (t *Table) SnapshotJSON(at any) Statement {
 	return Statement{SQL: "SELECT (" + t.imageRecord("s") + ")::text FROM " + t.snapshotFrom(), Args: []any{at}}
 }

@@ -28,6 +28,9 @@ func snapshotSpec() schemadef.Spec {
 		},
 		Access: schemadef.Access{Roles: map[string][]string{
 			"admin": {"read", "create", "update", "delete", "history"}, "viewer": {"read"},
+		}, Fields: map[string]schemadef.FieldAccess{
+			// Reads go through the history view, which masks name for everyone but admin.
+			"name": {Read: []string{"admin"}, Mask: schemadef.MaskPartial},
 		}},
 		History: schemadef.History{Redact: []string{"secret"}},
 	}
@@ -36,7 +39,7 @@ func snapshotSpec() schemadef.Spec {
 func TestSnapshotSQL(t *testing.T) {
 	t.Parallel()
 	tbl := sqlbuild.NewTable(snapshotSpec())
-	from := `FROM (SELECT DISTINCT ON (h.record_id) h.op, h.image, h.redacted FROM "acme__lab"."test__things__history" h` +
+	from := `FROM (SELECT DISTINCT ON (h.record_id) h.op, h.image, h.redacted FROM "acme__lab"."test__things__history_read" h` +
 		` WHERE h.at <= coalesce($1::timestamptz, 'infinity') ORDER BY h.record_id DESC, h.at DESC, h.event_id DESC) s` +
 		` WHERE s.op <> 'DELETE' AND s.op <> 'PURGE'`
 	at := time.Date(2026, 1, 31, 12, 0, 0, 0, time.UTC)

@@ -68,6 +68,13 @@ func (t *Table) Get(id string) Statement {
 	return Statement{SQL: t.getSQL, Args: []any{id}}
 }
 
+// GetRaw reads one record from the table itself, not the read view: the values before masking,
+// for layer 2 rules that decide on them. Row-level security still applies. Its result never
+// goes into a response.
+func (t *Table) GetRaw(id string) Statement {
+	return Statement{SQL: fmt.Sprintf("SELECT row_to_json(r), r.version FROM %s r WHERE r.id = $1::uuid", t.table), Args: []any{id}}
+}
+
 // RecordMode says which rules a record body follows.
 type RecordMode int
 

@@ -171,7 +171,8 @@ func TestEnsureHistoryPartitionsGoesOnPastABrokenHistory(t *testing.T) {
 	e.apply(t, broken)
 	e.apply(t, ok)
 	bn := schemadef.NamesOf(broken.Spec)
-	_, err := e.super.Exec(ctx, `DROP TABLE `+pgx.Identifier{bn.Schema, bn.History}.Sanitize())
+	// CASCADE: the history read view depends on the table.
+	_, err := e.super.Exec(ctx, `DROP TABLE `+pgx.Identifier{bn.Schema, bn.History}.Sanitize()+` CASCADE`)
 	require.NoError(t, err)
 
 	y := time.Now().UTC().Year() + 4

@@ -3,6 +3,7 @@ package store_test
 import (
 	"context"
 	"encoding/json"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -98,6 +99,16 @@ func admin() store.Request {
 
 func actor(id string, roles ...string) store.Request {
 	return store.Request{Actor: store.Actor{ID: id, Kind: "subject", Roles: roles, Attributes: map[string]any{}}}
+}
+
+// inRegion is req with the actor's region attribute, which the orders row filter reads.
+func inRegion(req store.Request, region string) store.Request {
+	req.Actor.Attributes = maps.Clone(req.Actor.Attributes)
+	if req.Actor.Attributes == nil {
+		req.Actor.Attributes = map[string]any{}
+	}
+	req.Actor.Attributes["region"] = region
+	return req
 }
 
 func stmt(s sqlbuild.Statement) store.Statement { return store.Statement{SQL: s.SQL, Args: s.Args} }

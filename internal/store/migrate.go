@@ -103,8 +103,10 @@ func migrateTo(ctx context.Context, conn *pgx.Conn, version int32) error {
 
 // refreshHistoryWriters regenerates the history writer of every applied schema whose stored
 // body differs from what this binary's planner generates, so a new version of the writer
-// (such as the one that added audit entries) reaches tables applied before it. It runs under
-// an advisory lock, as replicas may start together, and replaces nothing when all are current.
+// (such as the one that added audit entries) reaches tables applied before it. A table applied
+// before the field rules (migration 011) has no history view: it gets planner.Refresh, which
+// brings its views, field-write trigger, history RLS and grants up to date. It runs under an
+// advisory lock, as replicas may start together, and replaces nothing when all are current.
 func refreshHistoryWriters(ctx context.Context, conn *pgx.Conn) error {
 	tx, err := conn.Begin(ctx)
 	if err != nil {
@@ -114,7 +116,9 @@ func refreshHistoryWriters(ctx context.Context, conn *pgx.Conn) error {
 	if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock(hashtextextended('velocity.refresh_writers', 0))"); err != nil {
 		return fmt.Errorf("migrate: refresh history writers: %w", err)
 	}
-	rows, err := tx.Query(ctx, `SELECT s.definition, p.prosrc FROM velocity.schemas s
+	rows, err := tx.Query(ctx, `SELECT s.definition, p.prosrc,
+		  pg_catalog.to_regclass(pg_catalog.format('%I.%I', s.org || '__' || s.app, s.domain || '__' || s.object || '__history_read')) IS NULL
+		FROM velocity.schemas s
 		JOIN pg_catalog.pg_proc p ON p.oid = pg_catalog.to_regprocedure(
 		  pg_catalog.format('%I.%I()', s.org || '__' || s.app, s.domain || '__' || s.object || '__history_write'))
 		ORDER BY s.key`)
@@ -122,13 +126,14 @@ func refreshHistoryWriters(ctx context.Context, conn *pgx.Conn) error {
 		return fmt.Errorf("migrate: refresh history writers: %w", err)
 	}
 	type current struct {
-		def schemadef.Definition
-		src string
+		def    schemadef.Definition
+		src    string
+		noView bool
 	}
 	writers, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (current, error) {
 		var c current
 		var raw []byte
-		if err := row.Scan(&raw, &c.src); err != nil {
+		if err := row.Scan(&raw, &c.src, &c.noView); err != nil {
 			return c, err
 		}
 		return c, json.Unmarshal(raw, &c.def)
@@ -137,6 +142,14 @@ func refreshHistoryWriters(ctx context.Context, conn *pgx.Conn) error {
 		return fmt.Errorf("migrate: refresh history writers: %w", err)
 	}
 	for _, w := range writers {
+		if w.noView {
+			for _, step := range planner.Refresh(w.def).Steps {
+				if _, err := tx.Exec(ctx, step.SQL); err != nil {
+					return fmt.Errorf("migrate: bring %s up to the field rules: %w", w.def.Spec.Key(), err)
+				}
+			}
+			continue
+		}
 		sql := planner.HistoryWriter(w.def.Spec, planner.WriterOptions{})
 		if strings.Contains(sql, "AS $velocity$"+w.src+"$velocity$") {
 			continue

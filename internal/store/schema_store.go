@@ -14,6 +14,7 @@ import (
 
 	"github.com/velocitydev/velocity/gen/dbsqlc"
 	"github.com/velocitydev/velocity/internal/planner"
+	"github.com/velocitydev/velocity/internal/rules"
 	"github.com/velocitydev/velocity/internal/schemadef"
 )
 
@@ -25,6 +26,9 @@ const (
 	StatusApplied   ApplyStatus = "applied"
 	StatusUnchanged ApplyStatus = "unchanged"
 	StatusDryRun    ApplyStatus = "dry_run"
+	// StatusPendingApproval: the plan is breaking and policy.breakingChanges is
+	// requireApproval, so nothing was applied; a request waits for another platform admin.
+	StatusPendingApproval ApplyStatus = "pending_approval"
 )
 
 // ApplyResult is the outcome of applying (or dry-running) one definition.
@@ -32,6 +36,11 @@ type ApplyResult struct {
 	Name   string       `json:"name"`
 	Status ApplyStatus  `json:"status"`
 	Plan   planner.Plan `json:"plan"`
+	// ApprovalRequired says the plan has breaking changes that the definition's
+	// policy.breakingChanges does not allow without approval (a dry run says so too).
+	ApprovalRequired bool `json:"approval_required"`
+	// Approval is the request that waits, with StatusPendingApproval.
+	Approval *SchemaApproval `json:"approval,omitempty"`
 }
 
 // BreakingError lists the breaking changes that refused an apply.
@@ -42,81 +51,148 @@ func (e *BreakingError) Error() string {
 }
 func (e *BreakingError) Unwrap() error { return ErrBreaking }
 
+// ApplyOptions tune ApplySchemaWith.
+type ApplyOptions struct {
+	// DryRun plans without changing anything.
+	DryRun bool
+	// Request is who applies: its actor id is recorded as applied_by (and as requested_by of
+	// an approval request), its reason and request id go to the audit entries.
+	Request Request
+	// RequestApproval records a breaking plan that policy.breakingChanges does not allow as a
+	// pending approval (StatusPendingApproval) instead of refusing it with *BreakingError.
+	RequestApproval bool
+}
+
 // ApplySchema plans def against the applied version and, unless dryRun, runs the plan and
 // records the version in one owner transaction. Applies of one schema are serialized; the
 // same version applied again is a no-op; a lower version, or the same version with other
-// content, is refused. appliedBy names the actor for the version record.
+// content, is refused; breaking changes need policy.breakingChanges: allow. appliedBy names
+// the actor for the version record.
 func (s *Store) ApplySchema(ctx context.Context, def schemadef.Definition, dryRun bool, appliedBy string) (ApplyResult, error) {
+	return s.ApplySchemaWith(ctx, def, ApplyOptions{DryRun: dryRun, Request: Request{Actor: Actor{ID: appliedBy}}})
+}
+
+// ApplySchemaWith is ApplySchema with the caller's request and, with opts.RequestApproval,
+// breaking changes under policy.breakingChanges: requireApproval recorded for approval.
+func (s *Store) ApplySchemaWith(ctx context.Context, def schemadef.Definition, opts ApplyOptions) (ApplyResult, error) {
 	ctx, cancel := withTimeout(ctx)
 	defer cancel()
-	key := def.Spec.Key()
-	res := ApplyResult{Name: def.Metadata.Name}
+	var res ApplyResult
+	// Access rules are compiled here, whoever applies: a rule that cannot be enforced (a CEL
+	// error, a limit broken, a row filter outside the SQL subset) is refused, never planned.
+	if errs := rules.Validate(def.Spec); len(errs) > 0 {
+		return res, fmt.Errorf("apply schema %s: %w", def.Metadata.Name, &schemadef.ValidationError{Errors: errs})
+	}
 	err := pgx.BeginFunc(ctx, s.Owner, func(tx pgx.Tx) error {
-		if err := s.q.SchemaApplyLock(ctx, tx); err != nil {
-			return fmt.Errorf("lock: %w", err)
-		}
-		if owner, err := s.q.SchemaNameOwner(ctx, tx, def.Metadata.Name); err == nil && owner != key {
-			return fmt.Errorf("%w: %q names %s", ErrNameTaken, def.Metadata.Name, owner)
-		} else if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+		if err := s.beginApply(ctx, tx, opts.Request); err != nil {
 			return err
 		}
-		var current *schemadef.Definition
-		row, err := s.q.SchemaGetForApply(ctx, tx, key)
-		switch {
-		case errors.Is(err, pgx.ErrNoRows):
-		case err != nil:
-			return fmt.Errorf("read applied version: %w", err)
-		default:
-			current = &schemadef.Definition{}
-			if err := json.Unmarshal(row.Definition, current); err != nil {
-				return fmt.Errorf("decode applied version: %w", err)
-			}
-		}
-		if current != nil {
-			switch {
-			case def.Spec.Version < current.Spec.Version:
-				return fmt.Errorf("%w: %d < %d", ErrVersionLower, def.Spec.Version, current.Spec.Version)
-			case def.Spec.Version == current.Spec.Version:
-				if sameDefinition(*current, def) {
-					res.Status = StatusUnchanged
-					res.Plan = planner.Plan{Key: key, FromVersion: current.Spec.Version, ToVersion: def.Spec.Version}
-					return nil
-				}
-				return fmt.Errorf("%w: version %d; increase spec.version", ErrVersionConflict, def.Spec.Version)
-			}
-		}
-		res.Plan = planner.Build(current, def)
-		if dryRun {
-			// A dry run shows breaking changes in the plan instead of refusing.
-			res.Status = StatusDryRun
-			return nil
-		}
-		if len(res.Plan.Breaking) > 0 && def.Spec.Policy.BreakingChanges != schemadef.BreakingAllow {
-			return &BreakingError{Reasons: res.Plan.Breaking}
-		}
-		for i, step := range res.Plan.Steps {
-			if _, err := tx.Exec(ctx, step.SQL); err != nil {
-				return fmt.Errorf("plan step %d (%s): %w", i+1, step.Comment, err)
-			}
-		}
-		body, err := json.Marshal(def)
-		if err != nil {
-			return err
-		}
-		_, err = s.q.SchemaVersionRecord(ctx, tx, dbsqlc.SchemaVersionRecordParams{
-			Key: key, Name: def.Metadata.Name, Org: def.Spec.Org, App: def.Spec.App, Domain: def.Spec.Domain,
-			Object: def.Spec.Object, Version: int32(def.Spec.Version), Definition: body, Plan: res.Plan.SQL(),
-			Breaking: emptyIfNil(res.Plan.Breaking), AppliedBy: appliedBy,
+		var err error
+		res, err = s.applyInTx(ctx, tx, def, applyMode{
+			dryRun: opts.DryRun, appliedBy: opts.Request.Actor.ID, requestApproval: opts.RequestApproval,
 		})
-		if err != nil {
-			return fmt.Errorf("record version: %w", err)
-		}
-		res.Status = StatusApplied
-		return nil
+		return err
 	})
 	if err != nil {
 		return res, fmt.Errorf("apply schema %s: %w", def.Metadata.Name, Interpret(err))
 	}
+	return res, nil
+}
+
+// beginApply starts an owner transaction that applies: it takes the apply lock and names
+// the request's reason and request id for the audit entries.
+func (s *Store) beginApply(ctx context.Context, tx pgx.Tx, req Request) error {
+	if err := s.q.SchemaApplyLock(ctx, tx); err != nil {
+		return fmt.Errorf("lock: %w", err)
+	}
+	return s.q.SchemaApplyContext(ctx, tx, dbsqlc.SchemaApplyContextParams{Reason: req.Reason, RequestID: req.RequestID})
+}
+
+// applyMode is how applyInTx treats one definition.
+type applyMode struct {
+	dryRun          bool
+	appliedBy       string
+	requestApproval bool // a breaking plan the policy does not allow becomes a request
+	approved        bool // a second admin approved this definition: breaking changes apply
+}
+
+// applyInTx plans def against the applied version and applies it in tx, which holds the
+// apply lock.
+func (s *Store) applyInTx(ctx context.Context, tx pgx.Tx, def schemadef.Definition, mode applyMode) (ApplyResult, error) {
+	key := def.Spec.Key()
+	res := ApplyResult{Name: def.Metadata.Name}
+	if owner, err := s.q.SchemaNameOwner(ctx, tx, def.Metadata.Name); err == nil && owner != key {
+		return res, fmt.Errorf("%w: %q names %s", ErrNameTaken, def.Metadata.Name, owner)
+	} else if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+		return res, err
+	}
+	var current *schemadef.Definition
+	row, err := s.q.SchemaGetForApply(ctx, tx, key)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+	case err != nil:
+		return res, fmt.Errorf("read applied version: %w", err)
+	default:
+		current = &schemadef.Definition{}
+		if err := json.Unmarshal(row.Definition, current); err != nil {
+			return res, fmt.Errorf("decode applied version: %w", err)
+		}
+	}
+	if current != nil {
+		switch {
+		case def.Spec.Version < current.Spec.Version:
+			return res, fmt.Errorf("%w: %d < %d", ErrVersionLower, def.Spec.Version, current.Spec.Version)
+		case def.Spec.Version == current.Spec.Version:
+			if sameDefinition(*current, def) {
+				res.Status = StatusUnchanged
+				res.Plan = planner.Plan{Key: key, FromVersion: current.Spec.Version, ToVersion: def.Spec.Version}
+				return res, nil
+			}
+			return res, fmt.Errorf("%w: version %d; increase spec.version", ErrVersionConflict, def.Spec.Version)
+		}
+	}
+	res.Plan = planner.Build(current, def)
+	res.ApprovalRequired = len(res.Plan.Breaking) > 0 && def.Spec.Policy.BreakingChanges != schemadef.BreakingAllow && !mode.approved
+	body, err := json.Marshal(def)
+	if err != nil {
+		return res, err
+	}
+	switch {
+	case mode.dryRun:
+		// A dry run shows breaking changes in the plan instead of refusing.
+		res.Status = StatusDryRun
+		return res, nil
+	case res.ApprovalRequired && mode.requestApproval:
+		a, err := s.q.SchemaApprovalRequest(ctx, tx, dbsqlc.SchemaApprovalRequestParams{
+			Name: def.Metadata.Name, Key: key, FromVersion: int32(res.Plan.FromVersion), ToVersion: int32(res.Plan.ToVersion),
+			Definition: body, Plan: res.Plan.SQL(), Breaking: emptyIfNil(res.Plan.Breaking), RequestedBy: mode.appliedBy,
+		})
+		if err != nil {
+			return res, fmt.Errorf("request approval: %w", err)
+		}
+		approval, err := approvalFromRow(a)
+		if err != nil {
+			return res, err
+		}
+		res.Status, res.Approval = StatusPendingApproval, &approval
+		return res, nil
+	case res.ApprovalRequired:
+		return res, &BreakingError{Reasons: res.Plan.Breaking}
+	}
+	for i, step := range res.Plan.Steps {
+		if _, err := tx.Exec(ctx, step.SQL); err != nil {
+			return res, fmt.Errorf("plan step %d (%s): %w", i+1, step.Comment, err)
+		}
+	}
+	_, err = s.q.SchemaVersionRecord(ctx, tx, dbsqlc.SchemaVersionRecordParams{
+		Key: key, Name: def.Metadata.Name, Org: def.Spec.Org, App: def.Spec.App, Domain: def.Spec.Domain,
+		Object: def.Spec.Object, Version: int32(def.Spec.Version), Definition: body, Plan: res.Plan.SQL(),
+		Breaking: emptyIfNil(res.Plan.Breaking), AppliedBy: mode.appliedBy,
+	})
+	if err != nil {
+		return res, fmt.Errorf("record version: %w", err)
+	}
+	res.Status = StatusApplied
 	return res, nil
 }
 

@@ -75,11 +75,11 @@ func TestApplySchemaCreates(t *testing.T) {
 		SELECT c.relkind::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 		 WHERE n.nspname = 'acme__shop' AND c.relname = 'sales__orders__read'`))
 
-	// One policy per verb that Postgres enforces.
+	// One policy per verb that Postgres enforces, and the restrictive row filter over all of them.
 	policies := scalar[[]string](t, e.super, `
 		SELECT array_agg(policyname || ':' || cmd ORDER BY policyname) FROM pg_policies
 		 WHERE schemaname = 'acme__shop' AND tablename = 'sales__orders'`)
-	require.Equal(t, []string{"velocity_create:INSERT", "velocity_delete:DELETE", "velocity_read:SELECT", "velocity_update:UPDATE"}, policies)
+	require.Equal(t, []string{"velocity_create:INSERT", "velocity_delete:DELETE", "velocity_read:SELECT", "velocity_row_filter:ALL", "velocity_update:UPDATE"}, policies)
 
 	// The indexes and constraints of the fields.
 	indexes := scalar[[]string](t, e.super, `
@@ -267,6 +267,7 @@ func TestApplySchemaBreakingRefused(t *testing.T) {
 
 	dropRegion := func(d *schemadef.Definition) {
 		d.Spec.Fields = append(d.Spec.Fields[:2:2], d.Spec.Fields[3:]...)
+		d.Spec.Access.RowFilter = "" // it reads region
 	}
 	v2 := next(t, v1, dropRegion)
 	_, ok := v2.Spec.Field("region")
@@ -515,8 +516,9 @@ func TestApplySchemaRolesChange(t *testing.T) {
 	require.Contains(t, qual, "auditor")
 	require.NotContains(t, qual, "viewer")
 
-	// The rebuilt policies hold: a viewer now reads nothing, an auditor reads.
-	_, err := e.super.Exec(ctx, `INSERT INTO `+ordersTable+` (customer_email) VALUES ('a@example.com')`)
+	// The rebuilt policies hold: a viewer now reads nothing, an auditor reads. Both carry the
+	// row's region, so the row filter lets them see it and only the role policies decide.
+	_, err := e.super.Exec(ctx, `INSERT INTO `+ordersTable+` (customer_email, region) VALUES ('a@example.com', 'eu')`)
 	require.NoError(t, err)
 	count := func(req store.Request) int {
 		var n int
@@ -527,8 +529,9 @@ func TestApplySchemaRolesChange(t *testing.T) {
 			}))
 		return n
 	}
-	require.Equal(t, 0, count(actor("user:v", "viewer")))
-	require.Equal(t, 1, count(actor("user:a", "auditor")))
+	require.Equal(t, 0, count(inRegion(actor("user:v", "viewer"), "eu")))
+	require.Equal(t, 1, count(inRegion(actor("user:a", "auditor"), "eu")))
+	require.Equal(t, 0, count(actor("user:a", "auditor")), "without a region the row filter shows nothing")
 }
 
 func TestSchemaVersionRecordIsOwnerOnly(t *testing.T) {

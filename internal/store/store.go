@@ -234,7 +234,10 @@ type DBError struct {
 	Column     string
 	Constraint string
 	Message    string
-	err        error
+	// Hint is the error's HINT; velocity's own refusals mark their layer there
+	// ("velocity:layer5").
+	Hint string
+	err  error
 }
 
 func (e *DBError) Error() string { return e.Kind.Error() + ": " + e.Message }
@@ -255,7 +258,7 @@ func Interpret(err error) error {
 	if !errors.As(err, &pgErr) {
 		return err
 	}
-	e := &DBError{Code: pgErr.Code, Column: pgErr.ColumnName, Constraint: pgErr.ConstraintName, Message: pgErr.Message, err: err}
+	e := &DBError{Code: pgErr.Code, Column: pgErr.ColumnName, Constraint: pgErr.ConstraintName, Message: pgErr.Message, Hint: pgErr.Hint, err: err}
 	switch {
 	case pgErr.Code == "23505": // unique_violation
 		e.Kind = ErrConflict

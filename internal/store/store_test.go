@@ -171,9 +171,24 @@ func TestInterpretPostgresErrors(t *testing.T) {
 			kind: store.ErrConflict, code: "23505", constraint: "sales__orders__customer_email__key",
 		},
 		{
-			name: "row-level security", req: actor("user:v", "viewer"),
-			stmt: insert(t, tbl, `{"customer_email": "v@example.com"}`),
+			// A viewer may not create. The insert leaves customer_email out, so the field-write
+			// trigger ("field write rule" below) lets it by and the policies' WITH CHECK refuses it: Postgres
+			// checks them before NOT NULL.
+			name: "row-level security", req: inRegion(actor("user:v", "viewer"), "eu"),
+			stmt: stmt(tbl.Insert(uuid.NewString(), sqlbuild.Values{"region": ptr("eu")})),
 			kind: store.ErrPermission, code: "42501",
+		},
+		{
+			// An editor may create, but only rows of their own region (the restrictive row filter).
+			name: "row filter", req: inRegion(actor("user:e", "editor"), "us"),
+			stmt: stmt(tbl.Insert(uuid.NewString(), sqlbuild.Values{"region": ptr("eu")})),
+			kind: store.ErrPermission, code: "42501",
+		},
+		{
+			// The field-write trigger runs before the policies and names the field.
+			name: "field write rule", req: actor("user:v", "viewer"),
+			stmt: insert(t, tbl, `{"customer_email": "v@example.com"}`),
+			kind: store.ErrPermission, code: "42501", column: "customer_email",
 		},
 		{
 			name: "no privilege", req: admin(),
