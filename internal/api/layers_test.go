@@ -8,6 +8,7 @@ import (
 	"sort"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
@@ -92,6 +93,7 @@ func newLayered(t *testing.T) *layered {
 		"us_newbie":  {"editor", map[string]any{"region": "us", "tenure_years": 0}},
 		"eu_viewer":  {"viewer", map[string]any{"region": "eu"}},
 		"nowhere_ed": {"editor", map[string]any{"tenure_years": 5}}, // no region: sees no rows
+		"eu_unknown": {"editor", map[string]any{"region": "eu"}},    // no tenure: the rule cannot be evaluated
 	} {
 		k, err := e.st.CreateAPIKey(ctx, boot, name, []string{a.role}, 0, nil)
 		require.NoError(t, err)
@@ -268,6 +270,7 @@ func TestLayersDecideInOrder(t *testing.T) {
 		{"viewer may not update", "eu_viewer", "PATCH", A, map[string]any{"total": 1}, nil, 403, 1, ""},
 		{"editor may not delete", "eu_editor", "DELETE", A, nil, nil, 403, 1, ""},
 		{"new editor fails the tenure rule", "us_newbie", "PATCH", B, map[string]any{"total": 5}, nil, 403, 2, ""},
+		{"a rule that cannot be evaluated denies", "eu_unknown", "PATCH", A, map[string]any{"total": 5}, nil, 403, 2, ""},
 		{"over the total rule", "eu_editor", "PATCH", A, map[string]any{"total": 5000}, nil, 403, 2, ""},
 		{"create over the total rule", "eu_editor", "POST", ordersPath, newRec("eu", 5000), nil, 403, 2, ""},
 		{"delete without a reason", "admin", "DELETE", A, nil, nil, 428, 3, "header.X-Velocity-Reason"},
@@ -307,7 +310,7 @@ func TestLayersDecideInOrder(t *testing.T) {
 		err := l.super.QueryRow(context.Background(), `SELECT count(*) FROM velocity.audit_entry
 			WHERE action = 'authz' AND outcome = 'denied' AND request_id LIKE 'layers-%'`).Scan(&n)
 		return err == nil && n >= 12
-	}, 10*1e9, 50*1e6)
+	}, 10*time.Second, 50*time.Millisecond)
 	for _, c := range cases {
 		if c.layer == 0 {
 			continue
@@ -318,6 +321,29 @@ func TestLayersDecideInOrder(t *testing.T) {
 		require.NoError(t, err, c.name)
 		require.Equal(t, c.layer, layer, c.name)
 	}
+
+	// A diff shows no change of a field the caller may not read.
+	from := time.Now().UTC().Format(time.RFC3339Nano)
+	require.Equal(t, http.StatusOK, l.do("PATCH", A, l.admin, map[string]any{"note": "changed", "total": 151}).status)
+	changed := func(actor string) []string {
+		r := l.do("GET", A+"/diff?from="+from, l.keys[actor], nil)
+		require.Equal(t, http.StatusOK, r.status, "%s", r.body)
+		var d struct{ Changes []struct{ Field string } }
+		require.NoError(t, json.Unmarshal(r.body, &d))
+		var out []string
+		for _, c := range d.Changes {
+			out = append(out, c.Field)
+		}
+		return out
+	}
+	require.Equal(t, []string{"total", "note"}, changed("admin"))
+	require.Equal(t, []string{"total"}, changed("eu_editor"))
+
+	// Audit entries keep masked fields masked: the create of A by the admin.
+	var email string
+	require.NoError(t, l.super.QueryRow(context.Background(), `SELECT detail -> 'record' ->> 'customer_email' FROM velocity.audit_entry
+		WHERE record_id = $1 AND action = 'record.insert'`, l.ids["A"]).Scan(&email))
+	require.Equal(t, "*************.com", email)
 
 	// The reason given is in history and in the audit entry of the delete.
 	var reason string
