@@ -157,15 +157,24 @@ func startHarness(ctx context.Context, log *slog.Logger) (h *harness, err error)
 	return h, h.serve(ctx, log)
 }
 
-// applyOrders applies the benchmarked definition under org and returns its builder.
-func (h *harness) applyOrders(ctx context.Context, org string) (*sqlbuild.Table, error) {
+// ordersAt is the benchmarked definition under org, named after it.
+func ordersAt(org string) (schemadef.Definition, error) {
 	def, err := schemadef.Parse([]byte(ordersDefinition))
 	if err != nil {
-		return nil, err
+		return def, err
 	}
 	def.Normalize()
 	def.Metadata.Name = org + "-orders"
 	def.Spec.Org = org
+	return def, nil
+}
+
+// applyOrders applies the benchmarked definition under org and returns its builder.
+func (h *harness) applyOrders(ctx context.Context, org string) (*sqlbuild.Table, error) {
+	def, err := ordersAt(org)
+	if err != nil {
+		return nil, err
+	}
 	if err := def.Validate(); err != nil {
 		return nil, err
 	}

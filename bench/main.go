@@ -4,7 +4,8 @@
 //	go run ./bench [-duration 5s] [-warmup 1s] [-clients 1,16,64] [-json] [-cpuprofile FILE]
 //
 // -history and -audit add the time machine's and the audit log's tests, -auth the JWT
-// read test; -core=false runs only those.
+// read test, -layers reads and queries with every access layer against RBAC only;
+// -core=false runs only those.
 //
 // The profile labels each sample with side (velocity, velocity-server, baseline), case and
 // clients: go tool pprof -tagfocus side=velocity-server FILE shows the API's own work.
@@ -50,6 +51,7 @@ type config struct {
 	audit            bool
 	auditEntries     int
 	auth             bool
+	layers           bool
 }
 
 // benchCase is one operation as Velocity serves it and as the baseline runs it.
@@ -100,6 +102,7 @@ type report struct {
 	History *historyReport `json:"history,omitempty"`
 	Audit   *auditReport   `json:"audit,omitempty"`
 	Auth    *authReport    `json:"auth,omitempty"`
+	Layers  *layersReport  `json:"layers,omitempty"`
 	Goals   []goal         `json:"goals"`
 }
 
@@ -117,6 +120,7 @@ func main() {
 	flag.BoolVar(&cfg.audit, "audit", true, "also measure the audit log: its write cost, sealing and verify throughput, sealing lag under load")
 	flag.IntVar(&cfg.auditEntries, "audit-entries", 1000000, "entries in the sealing and verify test (0 skips it)")
 	flag.BoolVar(&cfg.auth, "auth", true, "also measure JWT auth: read-by-id with a cached JWT, with an API key and with bare pgx, in turns")
+	flag.BoolVar(&cfg.layers, "layers", true, "also measure the access layers: read-by-id and a query page with an ABAC rule, a row filter and a masked field against RBAC only, in turns, and CEL evaluation time")
 	flag.Parse()
 	for _, s := range strings.Split(clients, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(s))
@@ -206,6 +210,11 @@ func run(ctx context.Context, cfg config, out io.Writer) error {
 			return err
 		}
 	}
+	if cfg.layers {
+		if rep.Layers, err = runLayers(ctx, h, cfg); err != nil {
+			return err
+		}
+	}
 	if cfg.history {
 		if rep.History, err = runHistory(ctx, h, cfg); err != nil {
 			return err
@@ -234,6 +243,9 @@ func run(ctx context.Context, cfg config, out io.Writer) error {
 	}
 	if rep.Auth != nil {
 		rep.Goals = append(rep.Goals, rep.Auth.goals()...)
+	}
+	if rep.Layers != nil {
+		rep.Goals = append(rep.Goals, rep.Layers.goals()...)
 	}
 	if cfg.json {
 		enc := json.NewEncoder(out)
@@ -341,6 +353,11 @@ func (rep report) print(out io.Writer) error {
 	}
 	if rep.Auth != nil {
 		if err := rep.Auth.print(out); err != nil {
+			return err
+		}
+	}
+	if rep.Layers != nil {
+		if err := rep.Layers.print(out); err != nil {
 			return err
 		}
 	}

@@ -1,5 +1,5 @@
 -- name: DbLoginGrant :one
-SELECT velocity.db_login_grant(sqlc.arg(role)::text, sqlc.arg(login)::text, sqlc.narg(password)::text)::uuid AS id;
+SELECT velocity.db_login_grant(sqlc.arg(role)::text, sqlc.arg(login)::text, sqlc.narg(password)::text, sqlc.arg(scope)::jsonb)::uuid AS id;
 
 -- name: DbLoginRevoke :one
 SELECT velocity.db_login_revoke(sqlc.arg(role)::text, sqlc.arg(login)::text) AS revoked;

@@ -13,17 +13,23 @@ import (
 )
 
 const dbLoginGrant = `-- name: DbLoginGrant :one
-SELECT velocity.db_login_grant($1::text, $2::text, $3::text)::uuid AS id
+SELECT velocity.db_login_grant($1::text, $2::text, $3::text, $4::jsonb)::uuid AS id
 `
 
 type DbLoginGrantParams struct {
 	Role     string
 	Login    string
 	Password pgtype.Text
+	Scope    []byte
 }
 
 func (q *Queries) DbLoginGrant(ctx context.Context, db DBTX, arg DbLoginGrantParams) (uuid.UUID, error) {
-	row := db.QueryRow(ctx, dbLoginGrant, arg.Role, arg.Login, arg.Password)
+	row := db.QueryRow(ctx, dbLoginGrant,
+		arg.Role,
+		arg.Login,
+		arg.Password,
+		arg.Scope,
+	)
 	var id uuid.UUID
 	err := row.Scan(&id)
 	return id, err

@@ -2,6 +2,7 @@ package api_test
 
 import (
 	"context"
+	"encoding/json"
 	"net/http"
 	"strings"
 	"testing"
@@ -200,6 +201,89 @@ func TestActorCannotBeSpoofed(t *testing.T) {
 	// The owner is subject to RLS as well (FORCE ROW LEVEL SECURITY).
 	require.NoError(t, e.db.Pool.QueryRow(ctx, `SELECT count(*) FROM acme__shop.sales__orders`).Scan(&n))
 	require.Equal(t, 0, n)
+}
+
+// TestDBLoginScopeThroughTheAPI: POST /admin/db-logins gives a login scope attributes, which
+// the login reads as its actor's attributes (what row filters read); granting again replaces
+// them, and a bad scope is a 422 at body.scope.
+func TestDBLoginScopeThroughTheAPI(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, api.Config{})
+	ctx := context.Background()
+	login := "bi_scope_" + e.db.Name[len(e.db.Name)-6:]
+
+	r := e.do("POST", "/admin/db-logins", e.admin, map[string]any{"role": "viewer", "login": login, "password": "s3cret-pass",
+		"scope": map[string]any{"region": "eu", "tenure_years": 3, "regions": []string{"eu", "uk"}}})
+	require.Equal(t, http.StatusCreated, r.status, "%s", r.body)
+	got := r.json(t)
+	require.Equal(t, login, got["login"])
+	require.Equal(t, map[string]any{"region": "eu", "tenure_years": float64(3), "regions": []any{"eu", "uk"}}, got["scope"])
+
+	attributes := func() map[string]any {
+		t.Helper()
+		conn, err := pgx.Connect(ctx, e.db.LoginDSN(login, "s3cret-pass"))
+		require.NoError(t, err)
+		defer func() { _ = conn.Close(ctx) }()
+		var actor struct {
+			ID         string         `json:"id"`
+			Kind       string         `json:"kind"`
+			Roles      []string       `json:"roles"`
+			Attributes map[string]any `json:"attributes"`
+		}
+		require.NoError(t, conn.QueryRow(ctx, `SELECT velocity.current_actor()`).Scan(&actor))
+		require.Equal(t, "db:"+login, actor.ID)
+		require.Equal(t, "db_login", actor.Kind)
+		require.Equal(t, []string{"viewer"}, actor.Roles)
+		var viaPath map[string]any
+		require.NoError(t, conn.QueryRow(ctx, `SELECT velocity.current_actor() -> 'attributes'`).Scan(&viaPath))
+		require.Equal(t, actor.Attributes, viaPath)
+		return viaPath
+	}
+	require.Equal(t, map[string]any{"region": "eu", "tenure_years": float64(3), "regions": []any{"eu", "uk"}}, attributes())
+
+	// The binding lists with its scope.
+	r = e.do("GET", "/admin/role-bindings", e.admin, nil)
+	require.Equal(t, http.StatusOK, r.status)
+	var list struct {
+		Items []struct {
+			SubjectKind string         `json:"subject_kind"`
+			Subject     string         `json:"subject"`
+			Scope       map[string]any `json:"scope"`
+		} `json:"items"`
+	}
+	require.NoError(t, json.Unmarshal(r.body, &list))
+	var listed []map[string]any
+	for _, b := range list.Items {
+		if b.SubjectKind == "db_login" && b.Subject == login {
+			listed = append(listed, b.Scope)
+		}
+	}
+	require.Equal(t, []map[string]any{{"region": "eu", "tenure_years": float64(3), "regions": []any{"eu", "uk"}}}, listed)
+
+	// Granting again replaces the scope; without one, none is left. The password stays.
+	r = e.do("POST", "/admin/db-logins", e.admin, map[string]any{"role": "viewer", "login": login, "scope": map[string]any{"region": "us"}})
+	require.Equal(t, http.StatusCreated, r.status, "%s", r.body)
+	require.Equal(t, map[string]any{"region": "us"}, r.json(t)["scope"])
+	require.Equal(t, map[string]any{"region": "us"}, attributes())
+	r = e.do("POST", "/admin/db-logins", e.admin, map[string]any{"role": "viewer", "login": login})
+	require.Equal(t, http.StatusCreated, r.status, "%s", r.body)
+	require.Equal(t, map[string]any{}, r.json(t)["scope"])
+	require.Equal(t, map[string]any{}, attributes())
+
+	// A bad scope is refused with its place named, and changes nothing.
+	for _, scope := range []any{
+		map[string]any{"Region": "eu"},
+		map[string]any{"region": nil},
+		map[string]any{"region": map[string]any{"name": "eu"}},
+		map[string]any{"regions": []any{"eu", 7}},
+	} {
+		p := requireProblem(t, e.do("POST", "/admin/db-logins", e.admin, map[string]any{"role": "viewer", "login": login, "scope": scope}), http.StatusUnprocessableEntity)
+		require.Equal(t, []string{"body.scope"}, locations(p), "%v", scope)
+		require.Contains(t, p["detail"], "scope must be an object", "%v", scope)
+	}
+	p := requireProblem(t, e.do("POST", "/admin/db-logins", e.admin, `{"role": "viewer", "login": "`+login+`", "scope": ["region=eu"]}`), http.StatusUnprocessableEntity)
+	require.Equal(t, []string{"body.scope"}, locations(p), "not an object")
+	require.Equal(t, map[string]any{}, attributes())
 }
 
 // TestDBLoginSeesWhatItsBindingAllows: a BI login reads and writes under the same rules as

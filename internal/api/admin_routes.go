@@ -111,17 +111,19 @@ type apiKeyIDIn struct {
 
 type dbLoginIn struct {
 	Body struct {
-		Role     string  `json:"role" minLength:"1" maxLength:"41"`
-		Login    string  `json:"login" minLength:"1" maxLength:"63"`
-		Password *string `json:"password,omitempty" minLength:"8" maxLength:"1000"`
+		Role     string         `json:"role" minLength:"1" maxLength:"41"`
+		Login    string         `json:"login" minLength:"1" maxLength:"63"`
+		Password *string        `json:"password,omitempty" minLength:"8" maxLength:"1000"`
+		Scope    map[string]any `json:"scope,omitempty" doc:"attributes the binding gives the actor, for row filters (region: eu)"`
 	}
 }
 
 type dbLoginOut struct {
 	Body struct {
-		ID    uuid.UUID `json:"id"`
-		Role  string    `json:"role"`
-		Login string    `json:"login"`
+		ID    uuid.UUID      `json:"id"`
+		Role  string         `json:"role"`
+		Login string         `json:"login"`
+		Scope map[string]any `json:"scope" doc:"the binding's scope attributes; a grant replaces them"`
 	}
 }
 
@@ -293,13 +295,13 @@ func registerAdmin(api huma.API, s *Server) {
 
 	huma.Register(api, huma.Operation{
 		OperationID: "db-login-grant", Method: http.MethodPost, Path: "/admin/db-logins", Tags: tags,
-		Summary:       "Bind a Postgres login (created when missing) to a role, for BI tools",
+		Summary:       "Bind a Postgres login (created when missing) to a role, for BI tools, with optional scope attributes",
 		DefaultStatus: http.StatusCreated, Errors: []int{400, 401, 403, 422},
 	}, func(ctx context.Context, in *dbLoginIn) (*dbLoginOut, error) {
 		if err := requireAdmin(ctx); err != nil {
 			return nil, err
 		}
-		id, err := s.store.GrantDBLogin(ctx, requestOf(ctx, ""), in.Body.Role, in.Body.Login, in.Body.Password)
+		id, err := s.store.GrantDBLogin(ctx, requestOf(ctx, ""), in.Body.Role, in.Body.Login, in.Body.Password, in.Body.Scope)
 		if errors.Is(err, store.ErrPasswordCharset) {
 			return nil, withLocation(problem(http.StatusUnprocessableEntity, "invalid password"), "body.password", err.Error())
 		}
@@ -307,7 +309,10 @@ func registerAdmin(api huma.API, s *Server) {
 			return nil, adminProblem(err, "grant")
 		}
 		out := &dbLoginOut{}
-		out.Body.ID, out.Body.Role, out.Body.Login = id, in.Body.Role, in.Body.Login
+		out.Body.ID, out.Body.Role, out.Body.Login, out.Body.Scope = id, in.Body.Role, in.Body.Login, in.Body.Scope
+		if out.Body.Scope == nil {
+			out.Body.Scope = map[string]any{}
+		}
 		return out, nil
 	})
 	huma.Register(api, huma.Operation{

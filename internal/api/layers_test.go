@@ -112,16 +112,15 @@ func newLayered(t *testing.T) *layered {
 	return l
 }
 
-// euLogin makes a Postgres login with role, bound with the scope region: eu (there is no
-// route for a database login's scope, so the test sets it as a superuser), and connects.
+// euLogin makes a Postgres login with role, bound through the API with the scope region: eu,
+// and connects.
 func (l *layered) euLogin(prefix, role string) *pgx.Conn {
 	l.t.Helper()
 	ctx := context.Background()
 	login := prefix + l.db.Name[len(l.db.Name)-6:]
-	r := l.do("POST", "/admin/db-logins", l.admin, map[string]any{"role": role, "login": login, "password": "s3cret-pass"})
+	r := l.do("POST", "/admin/db-logins", l.admin, map[string]any{"role": role, "login": login, "password": "s3cret-pass",
+		"scope": map[string]any{"region": "eu"}})
 	require.Equal(l.t, http.StatusCreated, r.status, "%s", r.body)
-	_, err := l.super.Exec(ctx, `UPDATE velocity.role_bindings SET scope = '{"region":"eu"}' WHERE subject_kind = 'db_login' AND subject = $1`, login)
-	require.NoError(l.t, err)
 	conn, err := pgx.Connect(ctx, l.db.LoginDSN(login, "s3cret-pass"))
 	require.NoError(l.t, err)
 	l.t.Cleanup(func() { conn.Close(context.Background()) })

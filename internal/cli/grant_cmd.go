@@ -15,18 +15,21 @@ import (
 	"github.com/spf13/cobra"
 )
 
-// dbLoginGrant is the body of POST /admin/db-logins. Password is never printed.
+// dbLoginGrant is the body of POST /admin/db-logins. Password is never printed. Granting the
+// same role to the same login again replaces the binding's scope.
 type dbLoginGrant struct {
-	Role     string `json:"role"`
-	Login    string `json:"login"`
-	Password string `json:"password,omitempty"`
+	Role     string            `json:"role"`
+	Login    string            `json:"login"`
+	Password string            `json:"password,omitempty"`
+	Scope    map[string]string `json:"scope,omitempty"`
 }
 
 // dbLogin is the API's answer to a grant to a database login.
 type dbLogin struct {
-	ID    string `json:"id"`
-	Role  string `json:"role"`
-	Login string `json:"login"`
+	ID    string         `json:"id"`
+	Role  string         `json:"role"`
+	Login string         `json:"login"`
+	Scope map[string]any `json:"scope"`
 }
 
 // roleBindingGrant is the body of POST /admin/role-bindings. Granting the same (kind,
@@ -154,12 +157,13 @@ func newGrantCmd(g *globals) *cobra.Command {
 	var to, login, passwordFile, expires string
 	var scope []string
 	cmd := &cobra.Command{
-		Use:   "grant ROLE (--to ACTOR [--expires T] [--scope k=v]... | --to-db-login LOGIN [--password-file F])",
+		Use:   "grant ROLE (--to ACTOR [--expires T] | --to-db-login LOGIN [--password-file F]) [--scope k=v]...",
 		Short: "Grant a role to an actor, or to a Postgres login for BI tools",
 		Long: "Grant a role to an actor, or to a Postgres login for BI tools that read under the same rules.\n\n" +
 			actorUsage + ".\n\n" +
-			"--expires is an RFC 3339 time in the future; --scope k=v, repeatable, adds a scope attribute\n" +
-			"for row filters. Granting the same role to the same actor again replaces its expiry and scope.",
+			"--expires is an RFC 3339 time in the future (only with --to); --scope k=v, repeatable, adds a\n" +
+			"scope attribute for row filters, to an actor or a login alike. Granting the same role to the\n" +
+			"same actor or login again replaces its expiry and scope: give every --scope again to keep it.",
 		Args: usageArgs(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			role := args[0]
@@ -167,10 +171,10 @@ func newGrantCmd(g *globals) *cobra.Command {
 			case to != "" && login != "":
 				return usageError{errors.New("grant: give --to ACTOR or --to-db-login LOGIN, not both")}
 			case login != "":
-				if expires != "" || len(scope) > 0 {
-					return usageError{errors.New("grant: --expires and --scope go with --to ACTOR, not --to-db-login")}
+				if expires != "" {
+					return usageError{errors.New("grant: --expires goes with --to ACTOR, not --to-db-login")}
 				}
-				return grantDBLogin(g, cmd, role, login, passwordFile)
+				return grantDBLogin(g, cmd, role, login, passwordFile, scope)
 			case to == "":
 				return usageError{errors.New("grant: --to ACTOR or --to-db-login LOGIN is required")}
 			case passwordFile != "":
@@ -196,7 +200,7 @@ func newGrantCmd(g *globals) *cobra.Command {
 	f := cmd.Flags()
 	f.StringVar(&to, "to", "", "actor to grant the role to: subject:NAME, group:NAME or api-key:UUID")
 	f.StringVar(&expires, "expires", "", "RFC 3339 time the binding ends (default: never; only with --to)")
-	f.StringArrayVar(&scope, "scope", nil, "k=v attribute for row filters (repeatable; only with --to)")
+	f.StringArrayVar(&scope, "scope", nil, "k=v attribute for row filters (repeatable; with --to or --to-db-login)")
 	f.StringVar(&login, "to-db-login", "", "Postgres login to grant the role to, created if missing")
 	f.StringVar(&passwordFile, "password-file", "", "file holding the login's password (default: the login gets none; only with --to-db-login)")
 	return cmd
@@ -218,8 +222,12 @@ func newRoleBindingGrant(role, to, expires string, scope []string, now time.Time
 	return req, nil
 }
 
-func grantDBLogin(g *globals, cmd *cobra.Command, role, login, passwordFile string) error {
+func grantDBLogin(g *globals, cmd *cobra.Command, role, login, passwordFile string, scope []string) error {
 	req := dbLoginGrant{Role: role, Login: login}
+	var err error
+	if req.Scope, err = parseScope(scope); err != nil {
+		return usageError{fmt.Errorf("grant: %w", err)}
+	}
 	if passwordFile != "" {
 		p, err := readPassword(passwordFile)
 		if err != nil {
@@ -233,7 +241,7 @@ func grantDBLogin(g *globals, cmd *cobra.Command, role, login, passwordFile stri
 		return fmt.Errorf("grant %s to db login %s: %w", req.Role, req.Login, err)
 	}
 	return g.print(cmd, raw, func() [][]string {
-		return [][]string{{"ID", "ROLE", "LOGIN"}, {d.ID, d.Role, d.Login}}
+		return [][]string{{"ID", "ROLE", "LOGIN", "SCOPE"}, {d.ID, d.Role, d.Login, scopeText(d.Scope)}}
 	})
 }
 

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 )
 
@@ -20,7 +21,7 @@ func TestGrantToDBLogin(t *testing.T) {
 
 	r := runAPI(t, api, "grant", "viewer", "--to-db-login", "metabase", "--password-file", password)
 	require.Equal(t, ExitOK, r.code, r.stderr)
-	require.Equal(t, [][]string{{"ID", "ROLE", "LOGIN"}, {"b1", "viewer", "metabase"}}, tableRows(r.stdout))
+	require.Equal(t, [][]string{{"ID", "ROLE", "LOGIN", "SCOPE"}, {"b1", "viewer", "metabase", "-"}}, tableRows(r.stdout))
 	require.NotContains(t, r.stdout+r.stderr, "s3cr3t")
 
 	r = runAPI(t, api, "-o", "json", "grant", "viewer", "--to-db-login", "metabase")
@@ -33,6 +34,29 @@ func TestGrantToDBLogin(t *testing.T) {
 	require.Equal(t, testKey, reqs[0].APIKey)
 	require.JSONEq(t, `{"role":"viewer","login":"metabase","password":"s3cr3t pass"}`, reqs[0].Body, "the newline is trimmed")
 	require.JSONEq(t, `{"role":"viewer","login":"metabase"}`, reqs[1].Body, "no password file, no password")
+}
+
+// TestGrantToDBLoginWithScope: --scope goes with --to-db-login too, into the body's scope.
+func TestGrantToDBLoginWithScope(t *testing.T) {
+	t.Parallel()
+	answer := `{"id":"b2","role":"viewer","login":"metabase","scope":{"region":"eu","team":"a=b,c"}}`
+	api := newFakeAPI(t, map[string]reply{"POST /admin/db-logins": {http.StatusCreated, answer}})
+	password := writeFile(t, filepath.Join(t.TempDir(), "pw"), "s3cr3t pass\n")
+
+	r := runAPI(t, api, "grant", "viewer", "--to-db-login", "metabase", "--password-file", password,
+		"--scope", "region=eu", "--scope", "team=a=b,c")
+	require.Equal(t, ExitOK, r.code, r.stderr)
+	require.Equal(t, [][]string{{"ID", "ROLE", "LOGIN", "SCOPE"}, {"b2", "viewer", "metabase", "region=eu,team=a=b,c"}}, tableRows(r.stdout))
+
+	r = runAPI(t, api, "-o", "json", "grant", "viewer", "--scope", "region=eu", "--to-db-login", "metabase")
+	require.Equal(t, ExitOK, r.code, r.stderr)
+	require.JSONEq(t, answer, r.stdout)
+
+	reqs := api.requests()
+	require.Len(t, reqs, 2)
+	require.Equal(t, "POST /admin/db-logins", reqs[0].Method+" "+reqs[0].Path)
+	require.JSONEq(t, `{"role":"viewer","login":"metabase","password":"s3cr3t pass","scope":{"region":"eu","team":"a=b,c"}}`, reqs[0].Body)
+	require.JSONEq(t, `{"role":"viewer","login":"metabase","scope":{"region":"eu"}}`, reqs[1].Body, "the flags' order does not matter")
 }
 
 func TestGrantPasswordFileProblems(t *testing.T) {
@@ -134,8 +158,10 @@ func TestGrantAndRevokeUsageErrorsSendNothing(t *testing.T) {
 		{"both --to and --to-db-login", []string{"grant", "editor", "--to", "subject:ada", "--to-db-login", "bi"}, "give --to ACTOR or --to-db-login LOGIN, not both"},
 		{"neither --to nor --to-db-login", []string{"grant", "editor"}, "--to ACTOR or --to-db-login LOGIN is required"},
 		{"--password-file with --to", []string{"grant", "editor", "--to", "subject:ada", "--password-file", "pw"}, "--password-file goes with --to-db-login"},
-		{"--expires with --to-db-login", []string{"grant", "viewer", "--to-db-login", "bi", "--expires", "2099-01-02T03:04:05Z"}, "--expires and --scope go with --to ACTOR"},
-		{"--scope with --to-db-login", []string{"grant", "viewer", "--to-db-login", "bi", "--scope", "region=eu"}, "--expires and --scope go with --to ACTOR"},
+		{"--expires with --to-db-login", []string{"grant", "viewer", "--to-db-login", "bi", "--expires", "2099-01-02T03:04:05Z"}, "--expires goes with --to ACTOR, not --to-db-login"},
+		{"db login scope without a value", []string{"grant", "viewer", "--to-db-login", "bi", "--scope", "region="}, `--scope "region=" must be k=v with a value`},
+		{"db login scope key in capitals", []string{"grant", "viewer", "--to-db-login", "bi", "--scope", "Region=eu"}, `key "Region" must match`},
+		{"db login scope key twice", []string{"grant", "viewer", "--to-db-login", "bi", "--scope", "region=eu", "--scope", "region=us"}, `--scope key "region" is given twice`},
 		{"grant with two roles", []string{"grant", "editor", "viewer", "--to", "subject:ada"}, "accepts 1 arg(s)"},
 		{"revoke from an unknown actor kind", []string{"revoke", "editor", "--from", "user:ann"}, `revoke: --from "user:ann": ACTOR must be`},
 		{"revoke from a bad api key", []string{"revoke", "editor", "--from", "api-key:123"}, `"123" is not a UUID`},
@@ -278,4 +304,55 @@ func TestGrantAndRevokeAgainstRealAPI(t *testing.T) {
 	res = runEnv(t, r.env, "revoke", "editor", "--from", "subject:ada")
 	require.Equal(t, ExitError, res.code)
 	require.Contains(t, res.stderr, "error: revoke editor from subject:ada: Not Found (404)")
+}
+
+// TestGrantToDBLoginWithScopeAgainstRealAPI grants a role with scope attributes to a database
+// login through a real API, connects as the login and reads its actor; granting again replaces
+// the scope.
+func TestGrantToDBLoginWithScopeAgainstRealAPI(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	r := newRealAPI(t)
+	login := "cli_scope_" + r.db.Name[len(r.db.Name)-6:]
+	pw := writeFile(t, filepath.Join(t.TempDir(), "pw"), "correct-horse-battery\n")
+	attributes := func() map[string]any {
+		t.Helper()
+		conn, err := pgx.Connect(ctx, r.db.LoginDSN(login, "correct-horse-battery"))
+		require.NoError(t, err)
+		defer func() { _ = conn.Close(ctx) }()
+		var attrs map[string]any
+		require.NoError(t, conn.QueryRow(ctx, `SELECT velocity.current_actor() -> 'attributes'`).Scan(&attrs))
+		return attrs
+	}
+
+	res := runEnv(t, r.env, "grant", "viewer", "--to-db-login", login, "--password-file", pw, "--scope", "region=eu", "--scope", "team=a,b")
+	require.Equal(t, ExitOK, res.code, res.stderr)
+	rows := tableRows(res.stdout)
+	require.Len(t, rows, 2)
+	require.Equal(t, []string{"ID", "ROLE", "LOGIN", "SCOPE"}, rows[0])
+	require.Equal(t, []string{"viewer", login, "region=eu,team=a,b"}, rows[1][1:])
+	require.Equal(t, map[string]any{"region": "eu", "team": "a,b"}, attributes())
+
+	res = runEnv(t, r.env, "role", "list", "-o", "json")
+	require.Equal(t, ExitOK, res.code, res.stderr)
+	var list struct {
+		Items []roleBinding `json:"items"`
+	}
+	require.NoError(t, json.Unmarshal([]byte(res.stdout), &list))
+	var found bool
+	for _, b := range list.Items {
+		if b.SubjectKind == "db_login" && b.Subject == login {
+			found = true
+			require.Equal(t, map[string]any{"region": "eu", "team": "a,b"}, b.Scope)
+		}
+	}
+	require.True(t, found, "role list shows the login's binding")
+
+	// Granting again replaces the scope; the password stays.
+	res = runEnv(t, r.env, "-o", "json", "grant", "viewer", "--to-db-login", login, "--scope", "region=us")
+	require.Equal(t, ExitOK, res.code, res.stderr)
+	var granted dbLogin
+	require.NoError(t, json.Unmarshal([]byte(res.stdout), &granted))
+	require.Equal(t, map[string]any{"region": "us"}, granted.Scope)
+	require.Equal(t, map[string]any{"region": "us"}, attributes())
 }

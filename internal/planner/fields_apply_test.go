@@ -292,7 +292,7 @@ func TestFieldRulesForDBLogins(t *testing.T) {
 	login := func(role string) *pgx.Conn {
 		name := "bi_" + role + "_" + suffix
 		pw := "s3cret-pass"
-		_, err := f.st.GrantDBLogin(ctx, platform, role, name, &pw)
+		_, err := f.st.GrantDBLogin(ctx, platform, role, name, &pw, nil)
 		require.NoError(t, err)
 		conn, err := pgx.Connect(ctx, f.db.LoginDSN(name, pw))
 		require.NoError(t, err)

@@ -286,7 +286,7 @@ func TestRowFilterOnPostgres(t *testing.T) {
 		login := "bi_rowfilter_" + db.Name[len(db.Name)-6:]
 		password := "s3cret-pass"
 		platform := store.Request{Actor: store.Actor{ID: "user:root", Kind: "subject", Roles: []string{schemadef.PlatformAdminRole}}}
-		_, err := st.GrantDBLogin(ctx, platform, "viewer", login, &password)
+		_, err := st.GrantDBLogin(ctx, platform, "viewer", login, &password, nil)
 		require.NoError(t, err)
 		conn, err := pgx.Connect(ctx, db.LoginDSN(login, password))
 		require.NoError(t, err)
@@ -300,7 +300,8 @@ func TestRowFilterOnPostgres(t *testing.T) {
 		}
 
 		require.Empty(t, codes(`SELECT code FROM `+view+` ORDER BY code`), "no scope: no region attribute")
-		_, err = super.Exec(ctx, `UPDATE velocity.role_bindings SET scope = '{"region": "us"}' WHERE subject_kind = 'db_login' AND subject = $1`, login)
+		// Granting the role again, with a scope, replaces the binding's (empty) scope.
+		_, err = st.GrantDBLogin(ctx, platform, "viewer", login, nil, map[string]any{"region": "us"})
 		require.NoError(t, err)
 		require.Equal(t, []string{"c"}, codes(`SELECT code FROM `+view+` ORDER BY code`))
 		// Setting the API's actor does not widen it: the login's own binding decides.

@@ -178,9 +178,19 @@ type RoleBinding struct {
 	CreatedBy   string         `json:"created_by"`
 }
 
-// GrantDBLogin binds a Postgres login (created when missing) to role for BI tools.
-func (s *Store) GrantDBLogin(ctx context.Context, req Request, role, login string, password *string) (uuid.UUID, error) {
-	params := dbsqlc.DbLoginGrantParams{Role: role, Login: login}
+// GrantDBLogin binds a Postgres login (created when missing) to role for BI tools, with scope
+// attributes for row filters (nil: none): an object of names to strings, numbers, booleans or
+// arrays of strings. Granting the same role to the login again replaces its scope. Bad input
+// is ErrInvalid naming the column.
+func (s *Store) GrantDBLogin(ctx context.Context, req Request, role, login string, password *string, scope map[string]any) (uuid.UUID, error) {
+	if scope == nil {
+		scope = map[string]any{}
+	}
+	rawScope, err := json.Marshal(scope)
+	if err != nil {
+		return uuid.Nil, fmt.Errorf("grant %s to db login %s: scope: %w", role, login, err)
+	}
+	params := dbsqlc.DbLoginGrantParams{Role: role, Login: login, Scope: rawScope}
 	if password != nil {
 		verifier, err := scramVerifier(*password)
 		if err != nil {
@@ -189,7 +199,7 @@ func (s *Store) GrantDBLogin(ctx context.Context, req Request, role, login strin
 		params.Password = pgtype.Text{String: verifier, Valid: true}
 	}
 	var id uuid.UUID
-	err := s.asAdmin(ctx, req, func(tx pgx.Tx) error {
+	err = s.asAdmin(ctx, req, func(tx pgx.Tx) error {
 		var err error
 		id, err = s.q.DbLoginGrant(ctx, tx, params)
 		return err

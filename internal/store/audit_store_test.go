@@ -140,7 +140,7 @@ func TestAuditAdminChangesAndDecisions(t *testing.T) {
 	key, err := e.st.CreateAPIKey(ctx, admin(), "ci", []string{"viewer"}, 0, nil)
 	require.NoError(t, err)
 	require.NoError(t, e.st.RevokeAPIKey(ctx, admin(), key.ID))
-	_, err = e.st.GrantDBLogin(ctx, admin(), "viewer", "bi_tool", nil)
+	_, err = e.st.GrantDBLogin(ctx, admin(), "viewer", "bi_tool", nil, nil)
 	require.NoError(t, err)
 	require.NoError(t, e.st.RevokeDBLogin(ctx, admin(), "viewer", "bi_tool"))
 

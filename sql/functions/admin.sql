@@ -1,6 +1,9 @@
 -- Admin functions. Each is SECURITY DEFINER (it runs as velocity_owner), checks
 -- velocity.require_admin() first, and validates every name it turns into SQL.
 -- EXECUTE is revoked from PUBLIC and granted to the API role at the end of this file.
+--
+-- Migrations 003 and 013 include this file, so every statement in it must run again on a
+-- database that already has its objects: CREATE OR REPLACE, no CREATE TYPE or CREATE TABLE.
 
 -- What may be shown about a key: everything but its hash.
 CREATE OR REPLACE VIEW velocity.api_key_info AS
@@ -28,9 +31,8 @@ BEGIN
 END
 $$;
 
--- api_key_create is for a DBA in psql: it returns the only copy of the secret; only its SHA-256 is stored.
-CREATE TYPE velocity.api_key_secret AS (id uuid, secret text, expires_at timestamptz);
-
+-- api_key_create is for a DBA in psql: it returns the only copy of the secret; only its SHA-256
+-- is stored. Its result type, velocity.api_key_secret, is created by migration 003.
 CREATE OR REPLACE FUNCTION velocity.api_key_create(
   p_name text, p_roles text[], p_ttl interval DEFAULT NULL, p_allow_ips cidr[] DEFAULT '{}')
 RETURNS SETOF velocity.api_key_secret
@@ -145,7 +147,12 @@ $$;
 -- password of, a role someone else made could hand its other rights to the caller. A login
 -- that has since been given any membership besides velocity_r_* groups is refused too.
 -- p_password may be a SCRAM-SHA-256 verifier (what the API sends) or, from psql, plain text.
-CREATE OR REPLACE FUNCTION velocity.db_login_grant(p_role text, p_login text, p_password text DEFAULT NULL)
+-- p_scope holds the login's attributes for row filters (velocity.current_actor() reads them):
+-- an object of attribute names to strings, numbers, booleans or arrays of strings. Granting
+-- the same role to the same login again replaces the binding's scope, as role_binding_grant
+-- does for the API's actors. (Migration 013 added p_scope.)
+CREATE OR REPLACE FUNCTION velocity.db_login_grant(
+  p_role text, p_login text, p_password text DEFAULT NULL, p_scope jsonb DEFAULT '{}')
 RETURNS uuid
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -162,6 +169,17 @@ BEGIN
   IF p_role = 'platform_admin' THEN
     RAISE EXCEPTION 'platform_admin cannot be bound to a database login; use velocity_owner for administration in SQL'
       USING ERRCODE = '22023', COLUMN = 'role';
+  END IF;
+  p_scope := coalesce(p_scope, '{}');
+  IF jsonb_typeof(p_scope) <> 'object'
+     OR EXISTS (SELECT 1 FROM jsonb_each(p_scope) e
+                 WHERE e.key !~ '^[a-z][a-z0-9_]{0,62}$'
+                    OR CASE WHEN jsonb_typeof(e.value) = 'array'
+                            THEN EXISTS (SELECT 1 FROM jsonb_array_elements(e.value) x WHERE jsonb_typeof(x) <> 'string')
+                            ELSE jsonb_typeof(e.value) NOT IN ('string', 'number', 'boolean')
+                       END) THEN
+    RAISE EXCEPTION 'scope must be an object of attribute names (^[a-z][a-z0-9_]{0,62}$) to strings, numbers, booleans or arrays of strings'
+      USING ERRCODE = '22023', COLUMN = 'scope';
   END IF;
   v_group := velocity.ensure_group_role(p_role);
   IF EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = p_login) THEN
@@ -186,9 +204,9 @@ BEGIN
     EXECUTE format('ALTER ROLE %I PASSWORD %L', p_login, p_password);
   END IF;
   EXECUTE format('GRANT %I TO %I', v_group, p_login);
-  INSERT INTO velocity.role_bindings (role, subject_kind, subject, created_by)
-  VALUES (p_role, 'db_login', p_login, velocity.current_actor_id())
-  ON CONFLICT (subject_kind, subject, role) DO UPDATE SET expires_at = NULL
+  INSERT INTO velocity.role_bindings (role, subject_kind, subject, scope, created_by)
+  VALUES (p_role, 'db_login', p_login, p_scope, velocity.current_actor_id())
+  ON CONFLICT (subject_kind, subject, role) DO UPDATE SET expires_at = NULL, scope = excluded.scope
   RETURNING role_bindings.id INTO v_id;
   RETURN v_id;
 END
@@ -247,7 +265,7 @@ REVOKE EXECUTE ON FUNCTION
   velocity.api_key_revoke(uuid),
   velocity.api_key_verify(bytea),
   velocity.ensure_group_role(text),
-  velocity.db_login_grant(text, text, text),
+  velocity.db_login_grant(text, text, text, jsonb),
   velocity.db_login_revoke(text, text),
   velocity.schema_version_record(text, text, text, text, text, text, integer, jsonb, text, text[], text)
 FROM PUBLIC;
@@ -257,7 +275,7 @@ GRANT EXECUTE ON FUNCTION
   velocity.api_key_list(),
   velocity.api_key_revoke(uuid),
   velocity.api_key_verify(bytea),
-  velocity.db_login_grant(text, text, text),
+  velocity.db_login_grant(text, text, text, jsonb),
   velocity.db_login_revoke(text, text)
 TO velocity_api;
 

@@ -8,6 +8,7 @@
 -- read only the caller's own actor, so PUBLIC keeps EXECUTE; granting it here says so, and
 -- keeps it so under default privileges that revoke it.
 GRANT EXECUTE ON FUNCTION
+  velocity.current_actor_attributes(),
   velocity.current_actor_kind(),
   velocity.actor_attribute(text),
   velocity.actor_attribute_text(text),
