@@ -137,19 +137,28 @@ type operand struct {
 // attributeHelpers are the SQL functions (sql/functions/rules.sql) that read an actor
 // attribute as the type it is compared with; NULL when it is missing or of another type.
 var attributeHelpers = map[sqlType]string{
-	typeAny:     "velocity.actor_attribute_text",
-	typeText:    "velocity.actor_attribute_text",
-	typeInt:     "velocity.actor_attribute_numeric",
-	typeFloat:   "velocity.actor_attribute_numeric",
-	typeNumeric: "velocity.actor_attribute_numeric",
-	typeBool:    "velocity.actor_attribute_bool",
+	typeAny:     "velocity.attribute_text",
+	typeText:    "velocity.attribute_text",
+	typeInt:     "velocity.attribute_numeric",
+	typeFloat:   "velocity.attribute_numeric",
+	typeNumeric: "velocity.attribute_numeric",
+	typeBool:    "velocity.attribute_bool",
+}
+
+// attributeSQL is helper(attributes, name) as a scalar subquery, which Postgres runs once per
+// statement. The attributes come from a subquery that OFFSET 0 keeps apart, so the helper sees
+// a plain column and is inlined: the actor is parsed once, though the helper reads the
+// attribute twice (sql/functions/rules.sql). Passed as an expression or a sublink instead,
+// the helper is not inlined and costs a SQL function call.
+func attributeSQL(helper, name string) string {
+	return fmt.Sprintf("(SELECT %s(a.v, %s) FROM (SELECT velocity.current_actor_attributes() AS v OFFSET 0) a)", helper, sqlbuild.Literal(name))
 }
 
 // as is the SQL of a value or attribute operand used as type t. Actor values are scalar
 // subqueries so Postgres evaluates them once per statement (an InitPlan), not once per row.
 func (o operand) as(t sqlType) string {
 	if o.kind == attrOperand {
-		return fmt.Sprintf("(SELECT %s(%s))", attributeHelpers[t], sqlbuild.Literal(o.attr))
+		return attributeSQL(attributeHelpers[t], o.attr)
 	}
 	return o.sql
 }
@@ -258,7 +267,7 @@ func (t *translator) comparison(fn string, le, re ast.Expr) (string, error) {
 		}
 		sql := x.sql
 		if x.kind == attrOperand {
-			sql = fmt.Sprintf("(SELECT velocity.actor_attribute(%s))", sqlbuild.Literal(x.attr))
+			sql = attributeSQL("velocity.attribute", x.attr)
 		}
 		if fn == operators.Equals {
 			return "(" + sql + " IS NULL)", nil
@@ -349,7 +358,7 @@ func (t *translator) in(xe, le ast.Expr) (string, error) {
 		// compare x with each row of the subquery, a text[].
 		list := "(SELECT velocity.current_actor_roles())::text[]"
 		if l.kind == attrOperand {
-			list = fmt.Sprintf("(SELECT velocity.actor_attribute_texts(%s))::text[]", sqlbuild.Literal(l.attr))
+			list = attributeSQL("velocity.attribute_texts", l.attr) + "::text[]"
 		}
 		return fmt.Sprintf("(%s = ANY (%s))", x.as(typeText), list), nil
 	}

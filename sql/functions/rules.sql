@@ -41,56 +41,81 @@ AS $$
   END
 $$;
 
--- velocity.actor_attribute(name): the attribute as jsonb; NULL when missing or JSON null.
--- This and the typed readers below are single expressions, so they inline too.
-CREATE OR REPLACE FUNCTION velocity.actor_attribute(p_name text) RETURNS jsonb
-LANGUAGE sql STABLE
+-- The readers of one attribute take the attributes as an argument. A policy calls them as
+-- (SELECT velocity.attribute_text(a.v, 'region') FROM (SELECT
+-- velocity.current_actor_attributes() AS v OFFSET 0) a), so the actor's JSON is parsed once
+-- per attribute the filter reads, per statement, and the reader, one expression that never
+-- raises, is inlined. The actor_attribute* forms read the current actor, for psql users.
+
+-- velocity.attribute(attrs, name): the attribute as jsonb; NULL when missing or JSON null.
+CREATE OR REPLACE FUNCTION velocity.attribute(p_attrs jsonb, p_name text) RETURNS jsonb
+LANGUAGE sql IMMUTABLE
 AS $$
-  SELECT CASE WHEN pg_catalog.jsonb_typeof(velocity.current_actor_attributes() OPERATOR(pg_catalog.->) p_name)
-                   OPERATOR(pg_catalog.<>) 'null'::pg_catalog.text
-              THEN velocity.current_actor_attributes() OPERATOR(pg_catalog.->) p_name END
+  SELECT CASE WHEN pg_catalog.jsonb_typeof(p_attrs OPERATOR(pg_catalog.->) p_name) OPERATOR(pg_catalog.<>) 'null'::pg_catalog.text
+              THEN p_attrs OPERATOR(pg_catalog.->) p_name END
 $$;
 
--- velocity.actor_attribute_text(name): a string attribute as text; a number or boolean as its
+-- velocity.attribute_text(attrs, name): a string attribute as text; a number or boolean as its
 -- JSON text (so two attributes compare as text); NULL for anything else.
-CREATE OR REPLACE FUNCTION velocity.actor_attribute_text(p_name text) RETURNS text
-LANGUAGE sql STABLE
+CREATE OR REPLACE FUNCTION velocity.attribute_text(p_attrs jsonb, p_name text) RETURNS text
+LANGUAGE sql IMMUTABLE
 AS $$
-  SELECT CASE WHEN pg_catalog.jsonb_typeof(velocity.actor_attribute(p_name)) OPERATOR(pg_catalog.=) ANY ('{string,number,boolean}'::pg_catalog.text[])
-              THEN velocity.actor_attribute(p_name) OPERATOR(pg_catalog.#>>) '{}'::pg_catalog.text[] END
+  SELECT CASE WHEN pg_catalog.jsonb_typeof(p_attrs OPERATOR(pg_catalog.->) p_name)
+                   OPERATOR(pg_catalog.=) ANY ('{string,number,boolean}'::pg_catalog.text[])
+              THEN (p_attrs OPERATOR(pg_catalog.->) p_name) OPERATOR(pg_catalog.#>>) '{}'::pg_catalog.text[] END
 $$;
 
--- velocity.actor_attribute_numeric(name): a number attribute as numeric; NULL for anything
+-- velocity.attribute_numeric(attrs, name): a number attribute as numeric; NULL for anything
 -- else, a numeric string included.
-CREATE OR REPLACE FUNCTION velocity.actor_attribute_numeric(p_name text) RETURNS numeric
-LANGUAGE sql STABLE
+CREATE OR REPLACE FUNCTION velocity.attribute_numeric(p_attrs jsonb, p_name text) RETURNS numeric
+LANGUAGE sql IMMUTABLE
 AS $$
-  SELECT CASE WHEN pg_catalog.jsonb_typeof(velocity.actor_attribute(p_name)) OPERATOR(pg_catalog.=) 'number'::pg_catalog.text
-              THEN (velocity.actor_attribute(p_name) OPERATOR(pg_catalog.#>>) '{}'::pg_catalog.text[])::pg_catalog.numeric END
+  SELECT CASE WHEN pg_catalog.jsonb_typeof(p_attrs OPERATOR(pg_catalog.->) p_name) OPERATOR(pg_catalog.=) 'number'::pg_catalog.text
+              THEN ((p_attrs OPERATOR(pg_catalog.->) p_name) OPERATOR(pg_catalog.#>>) '{}'::pg_catalog.text[])::pg_catalog.numeric END
 $$;
 
--- velocity.actor_attribute_bool(name): a boolean attribute; NULL for anything else.
-CREATE OR REPLACE FUNCTION velocity.actor_attribute_bool(p_name text) RETURNS boolean
-LANGUAGE sql STABLE
+-- velocity.attribute_bool(attrs, name): a boolean attribute; NULL for anything else.
+CREATE OR REPLACE FUNCTION velocity.attribute_bool(p_attrs jsonb, p_name text) RETURNS boolean
+LANGUAGE sql IMMUTABLE
 AS $$
-  SELECT CASE WHEN pg_catalog.jsonb_typeof(velocity.actor_attribute(p_name)) OPERATOR(pg_catalog.=) 'boolean'::pg_catalog.text
-              THEN (velocity.actor_attribute(p_name) OPERATOR(pg_catalog.#>>) '{}'::pg_catalog.text[])::pg_catalog.bool END
+  SELECT CASE WHEN pg_catalog.jsonb_typeof(p_attrs OPERATOR(pg_catalog.->) p_name) OPERATOR(pg_catalog.=) 'boolean'::pg_catalog.text
+              THEN ((p_attrs OPERATOR(pg_catalog.->) p_name) OPERATOR(pg_catalog.#>>) '{}'::pg_catalog.text[])::pg_catalog.bool END
 $$;
 
--- velocity.actor_attribute_texts(name): an array attribute as text[] (each element as
--- actor_attribute_text reads it); a scalar as a one-element array; anything else, a missing
+-- velocity.attribute_texts(attrs, name): an array attribute as text[] (each element as
+-- attribute_text reads it); a scalar as a one-element array; anything else, a missing
 -- attribute included, as an empty array. For `x in actor.attributes.name`.
-CREATE OR REPLACE FUNCTION velocity.actor_attribute_texts(p_name text) RETURNS text[]
-LANGUAGE sql STABLE
+CREATE OR REPLACE FUNCTION velocity.attribute_texts(p_attrs jsonb, p_name text) RETURNS text[]
+LANGUAGE sql IMMUTABLE
 AS $$
   SELECT CASE
-           WHEN pg_catalog.jsonb_typeof(a.v) OPERATOR(pg_catalog.=) 'array'::pg_catalog.text THEN
+           WHEN pg_catalog.jsonb_typeof(p_attrs OPERATOR(pg_catalog.->) p_name) OPERATOR(pg_catalog.=) 'array'::pg_catalog.text THEN
              ARRAY(SELECT CASE WHEN pg_catalog.jsonb_typeof(e.v) OPERATOR(pg_catalog.=) ANY ('{string,number,boolean}'::pg_catalog.text[])
                                THEN e.v OPERATOR(pg_catalog.#>>) '{}'::pg_catalog.text[] END
-                     FROM pg_catalog.jsonb_array_elements(a.v) AS e(v))
-           WHEN pg_catalog.jsonb_typeof(a.v) OPERATOR(pg_catalog.=) ANY ('{string,number,boolean}'::pg_catalog.text[]) THEN
-             ARRAY[a.v OPERATOR(pg_catalog.#>>) '{}'::pg_catalog.text[]]
+                     FROM pg_catalog.jsonb_array_elements(p_attrs OPERATOR(pg_catalog.->) p_name) AS e(v))
+           WHEN pg_catalog.jsonb_typeof(p_attrs OPERATOR(pg_catalog.->) p_name) OPERATOR(pg_catalog.=) ANY ('{string,number,boolean}'::pg_catalog.text[]) THEN
+             ARRAY[(p_attrs OPERATOR(pg_catalog.->) p_name) OPERATOR(pg_catalog.#>>) '{}'::pg_catalog.text[]]
            ELSE '{}'::pg_catalog.text[]
          END
-    FROM (SELECT velocity.actor_attribute(p_name) AS v) a
 $$;
+
+-- The same, of the current actor.
+CREATE OR REPLACE FUNCTION velocity.actor_attribute(p_name text) RETURNS jsonb
+LANGUAGE sql STABLE
+AS $$ SELECT velocity.attribute(velocity.current_actor_attributes(), p_name) $$;
+
+CREATE OR REPLACE FUNCTION velocity.actor_attribute_text(p_name text) RETURNS text
+LANGUAGE sql STABLE
+AS $$ SELECT velocity.attribute_text(velocity.current_actor_attributes(), p_name) $$;
+
+CREATE OR REPLACE FUNCTION velocity.actor_attribute_numeric(p_name text) RETURNS numeric
+LANGUAGE sql STABLE
+AS $$ SELECT velocity.attribute_numeric(velocity.current_actor_attributes(), p_name) $$;
+
+CREATE OR REPLACE FUNCTION velocity.actor_attribute_bool(p_name text) RETURNS boolean
+LANGUAGE sql STABLE
+AS $$ SELECT velocity.attribute_bool(velocity.current_actor_attributes(), p_name) $$;
+
+CREATE OR REPLACE FUNCTION velocity.actor_attribute_texts(p_name text) RETURNS text[]
+LANGUAGE sql STABLE
+AS $$ SELECT velocity.attribute_texts(velocity.current_actor_attributes(), p_name) $$;

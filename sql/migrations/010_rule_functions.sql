@@ -10,6 +10,11 @@
 GRANT EXECUTE ON FUNCTION
   velocity.current_actor_attributes(),
   velocity.current_actor_kind(),
+  velocity.attribute(jsonb, text),
+  velocity.attribute_text(jsonb, text),
+  velocity.attribute_numeric(jsonb, text),
+  velocity.attribute_bool(jsonb, text),
+  velocity.attribute_texts(jsonb, text),
   velocity.actor_attribute(text),
   velocity.actor_attribute_text(text),
   velocity.actor_attribute_numeric(text),
