@@ -170,6 +170,9 @@ var Verbs = []string{"read", "search", "create", "update", "delete", "history", 
 // SystemFields are present on every record and reserved as user field names.
 var SystemFields = []string{"id", "version", "created_at", "updated_at", "created_by", "updated_by"}
 
+// ReservedNames cannot name a definition because /admin/schemas/{name} would be another route.
+var ReservedNames = []string{"approvals"}
+
 // ReservedOrgs cannot be used as an org because they are top-level routes.
 var ReservedOrgs = []string{"admin", "auth", "healthz", "readyz", "metrics", "docs", "openapi"}
 

@@ -107,6 +107,8 @@ func (v *validator) header(d Definition) {
 		v.add("metadata.name", "required")
 	case len(name) > MaxIdentifierLength || !metadataNamePattern.MatchString(name):
 		v.add("metadata.name", "%q is not a valid name: use at most 63 of a-z, 0-9 and -, starting and ending with a letter or digit", name)
+	case slices.Contains(ReservedNames, name):
+		v.add("metadata.name", "%q is reserved: /admin/schemas/%s is another route", name, name)
 	}
 }
 

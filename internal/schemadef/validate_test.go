@@ -273,6 +273,8 @@ func TestValidate(t *testing.T) {
 			d.Spec.Access.ABAC = append(d.Spec.Access.ABAC, ABACRule{Verbs: []string{"read", "write"}})
 		}, want: []FieldError{{"spec.access.abac[1].verbs[1]", `unknown verb "write"`}, {"spec.access.abac[1].rule", "required"}}},
 		{name: "abac rule is not compiled here", change: func(d *Definition) { d.Spec.Access.ABAC[0].Rule = "this is not CEL (" }},
+		{name: "a reserved name", change: func(d *Definition) { d.Metadata.Name = "approvals" },
+			want: []FieldError{{"metadata.name", `"approvals" is reserved: /admin/schemas/approvals is another route`}}},
 		{name: "row filter too large", change: func(d *Definition) { d.Spec.Access.RowFilter = strings.Repeat("x", MaxRuleLength+1) },
 			want: []FieldError{{"spec.access.rowFilter", "is 10241 bytes, over the limit of 10240"}}},
 
