@@ -17,12 +17,12 @@ import (
 //   - a trigger refuses a write that sets or changes a field with write roles, unless the
 //     actor holds one of them.
 //
-// The actor's roles come from (SELECT velocity.current_actor_roles()), an InitPlan evaluated
-// once per statement, as in the policies.
+// Whether the actor holds a role is (SELECT velocity.current_actor_roles() && ARRAY[...]), an
+// InitPlan evaluated once per statement, as in the policies: each row then tests a boolean.
 
 // actorHolds is the SQL condition that the current actor holds one of roles.
 func actorHolds(roles []string) string {
-	return "(SELECT velocity.current_actor_roles()) && " + roleArray(roles, "text[]")
+	return "(SELECT velocity.current_actor_roles() && " + roleArray(roles, "text[]") + ")"
 }
 
 // roleArray is roles as a text[] constant of type typ (sorted: the plan must not depend on the

@@ -53,7 +53,7 @@ func contacts(t *testing.T) schemadef.Definition {
 func TestFieldRulesCreate(t *testing.T) {
 	t.Parallel()
 	sql := planner.Build(nil, contacts(t)).SQL()
-	admin := `(SELECT velocity.current_actor_roles()) && ARRAY['admin']::text[]`
+	admin := `(SELECT velocity.current_actor_roles() && ARRAY['admin']::text[])`
 	for _, want := range []string{
 		// The read view: masked, hidden and redacted fields keep their names and types.
 		`CASE WHEN ` + admin + ` THEN "customer_email" ELSE velocity.mask_partial("customer_email") END AS "customer_email"`,
@@ -142,7 +142,7 @@ func TestFieldRulesAlter(t *testing.T) {
 				d.Spec.Access.Fields["secret_note"] = schemadef.FieldAccess{Read: []string{"admin", "editor"}}
 			},
 			contains: []string{
-				`ARRAY['admin', 'editor']::text[] THEN "secret_note" ELSE NULL::text END`,
+				`ARRAY['admin', 'editor']::text[]) THEN "secret_note" ELSE NULL::text END`,
 				`CREATE OR REPLACE VIEW "acme__crm"."sales__contacts__history_read"`,
 				`REVOKE ALL ON "acme__crm"."sales__contacts", "acme__crm"."sales__contacts__read", "acme__crm"."sales__contacts__history", "acme__crm"."sales__contacts__history_read" FROM "velocity_r_editor"`,
 				`GRANT SELECT ("id", "version", "created_at", "updated_at", "created_by", "updated_by", "secret_note", "tier", "region") ON "acme__crm"."sales__contacts" TO "velocity_r_editor"`,

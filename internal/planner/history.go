@@ -96,7 +96,7 @@ func (b *builder) addHistoryPolicy(a schemadef.Access) {
 	if len(roles) > 0 {
 		list = "ARRAY[" + sqlbuild.LiteralList(roles) + "]::text[]"
 	}
-	b.add(`roles with "read" and "history"`, "CREATE POLICY velocity_history_read ON %s FOR SELECT USING ((SELECT velocity.current_actor_roles()) && %s)",
+	b.add(`roles with "read" and "history"`, "CREATE POLICY velocity_history_read ON %s FOR SELECT USING ((SELECT velocity.current_actor_roles() && %s))",
 		sqlbuild.Qualified(b.names.Schema, b.names.History), list)
 }
 

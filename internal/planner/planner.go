@@ -223,7 +223,10 @@ func (b *builder) addFieldObjects(f schemadef.Field) {
 		b.add("", "ALTER TABLE %s ADD CONSTRAINT %s UNIQUE (%s)", b.table, b.constraintName(f.Name, "key"), sqlbuild.Ident(f.Name))
 	}
 	if needsBtree(f) {
-		b.add("", "CREATE INDEX %s ON %s (%s)", b.constraintName(f.Name, "idx"), b.table, sqlbuild.Ident(f.Name))
+		// id follows the field: lists are in id order after their sort keys (keyset pages), so
+		// a filter on the field (?region=eu) or a sort by it walks the index in page order
+		// and stops at the page, instead of sorting every matching row.
+		b.add("", "CREATE INDEX %s ON %s (%s, id)", b.constraintName(f.Name, "idx"), b.table, sqlbuild.Ident(f.Name))
 	}
 	if needsTrigram(f) {
 		b.add("", "CREATE INDEX %s ON %s USING gin (%s velocity_ext.gin_trgm_ops)", b.constraintName(f.Name, "trgm"), b.table, sqlbuild.Ident(f.Name))
@@ -251,7 +254,7 @@ func policyRoles(a schemadef.Access, verb string) string {
 // subquery so Postgres evaluates them once per statement.
 func (b *builder) addPolicies(a schemadef.Access) {
 	for _, p := range verbPolicies {
-		check := fmt.Sprintf("(SELECT velocity.current_actor_roles()) && %s", policyRoles(a, p.verb))
+		check := fmt.Sprintf("(SELECT velocity.current_actor_roles() && %s)", policyRoles(a, p.verb))
 		comment := fmt.Sprintf("layer 1 in Postgres: roles with %q", p.verb)
 		switch p.command {
 		case "INSERT":

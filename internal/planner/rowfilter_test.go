@@ -37,8 +37,8 @@ func stepSQL(steps []planner.Step) []string {
 func TestRowFilterSteps(t *testing.T) {
 	t.Parallel()
 	def := orders(t) // the SPEC example: rowFilter on region, customer_email redacted in history
-	main := `(("region" = (SELECT velocity.attribute_text(a.v, 'region') FROM (SELECT velocity.current_actor_attributes() AS v OFFSET 0) a)) OR ('admin' = ANY ((SELECT velocity.current_actor_roles())::text[])))`
-	hist := `(((image ->> 'region') = (SELECT velocity.attribute_text(a.v, 'region') FROM (SELECT velocity.current_actor_attributes() AS v OFFSET 0) a)) OR ('admin' = ANY ((SELECT velocity.current_actor_roles())::text[])))`
+	main := `(("region" = (SELECT velocity.attribute_text(a.v, 'region') FROM (SELECT velocity.current_actor_attributes() AS v OFFSET 0) a)) OR (SELECT 'admin' = ANY (velocity.current_actor_roles())))`
+	hist := `(((image ->> 'region') = (SELECT velocity.attribute_text(a.v, 'region') FROM (SELECT velocity.current_actor_attributes() AS v OFFSET 0) a)) OR (SELECT 'admin' = ANY (velocity.current_actor_roles())))`
 	create := []string{
 		`CREATE POLICY velocity_row_filter ON "acme__shop"."sales__orders" AS RESTRICTIVE FOR ALL USING (` + main + `) WITH CHECK (` + main + `)`,
 		`CREATE POLICY velocity_row_filter ON "acme__shop"."sales__orders__history" AS RESTRICTIVE FOR SELECT USING (` + hist + `)`,

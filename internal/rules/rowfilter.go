@@ -126,10 +126,13 @@ const (
 )
 
 type operand struct {
-	kind  operandKind
-	sql   string
-	typ   sqlType
-	attr  string    // attrOperand: the attribute's name
+	kind operandKind
+	sql  string
+	typ  sqlType
+	attr string // attrOperand: the attribute's name
+	// fixed is set for a value that is the same for every row of a statement: a literal,
+	// actor.id, actor.kind, an attribute.
+	fixed bool
 	elems []operand // listOperand: literals
 	desc  string    // how the CEL source names it, for messages
 }
@@ -357,6 +360,10 @@ func (t *translator) in(xe, le ast.Expr) (string, error) {
 		// The cast makes the subquery an array expression: ANY ((SELECT ...)) alone would
 		// compare x with each row of the subquery, a text[].
 		list := "(SELECT velocity.current_actor_roles())::text[]"
+		if l.kind == rolesOperand && x.fixed {
+			// 'admin' in actor.roles is the same for every row: one boolean per statement.
+			return fmt.Sprintf("(SELECT %s = ANY (velocity.current_actor_roles()))", x.as(typeText)), nil
+		}
 		if l.kind == attrOperand {
 			list = attributeSQL("velocity.attribute_texts", l.attr) + "::text[]"
 		}
@@ -428,11 +435,11 @@ func isNegativeLiteral(e ast.Expr) bool {
 func literal(v any) (operand, error) {
 	switch x := v.(type) {
 	case types.String:
-		return operand{sql: sqlbuild.Literal(string(x)), typ: typeText, desc: "a string"}, nil
+		return operand{sql: sqlbuild.Literal(string(x)), typ: typeText, desc: "a string", fixed: true}, nil
 	case types.Int:
-		return operand{sql: strconv.FormatInt(int64(x), 10), typ: typeInt, desc: "an integer"}, nil
+		return operand{sql: strconv.FormatInt(int64(x), 10), typ: typeInt, desc: "an integer", fixed: true}, nil
 	case types.Uint:
-		return operand{sql: strconv.FormatUint(uint64(x), 10), typ: typeNumeric, desc: "an integer"}, nil
+		return operand{sql: strconv.FormatUint(uint64(x), 10), typ: typeNumeric, desc: "an integer", fixed: true}, nil
 	case types.Double:
 		f := float64(x)
 		if math.IsNaN(f) || math.IsInf(f, 0) {
@@ -442,7 +449,7 @@ func literal(v any) (operand, error) {
 		if !strings.ContainsAny(s, ".e") {
 			s += ".0" // numeric, like the CEL double it is
 		}
-		return operand{sql: s, typ: typeNumeric, desc: "a number"}, nil
+		return operand{sql: s, typ: typeNumeric, desc: "a number", fixed: true}, nil
 	case types.Bool:
 		if x {
 			return operand{sql: "TRUE", typ: typeBool, desc: "true"}, nil
@@ -479,15 +486,15 @@ func (t *translator) selectOperand(e ast.Expr) (operand, error) {
 	case x.Kind() == ast.IdentKind && x.AsIdent() == varActor:
 		switch sel.FieldName() {
 		case "id":
-			return operand{sql: "(SELECT velocity.current_actor_id())", typ: typeText, desc: "actor.id"}, nil
+			return operand{sql: "(SELECT velocity.current_actor_id())", typ: typeText, desc: "actor.id", fixed: true}, nil
 		case "kind":
-			return operand{sql: "(SELECT velocity.current_actor_kind())", typ: typeText, desc: "actor.kind"}, nil
+			return operand{sql: "(SELECT velocity.current_actor_kind())", typ: typeText, desc: "actor.kind", fixed: true}, nil
 		case "roles":
 			return operand{kind: rolesOperand, desc: "actor.roles"}, nil
 		}
 		return operand{}, fmt.Errorf("actor.attributes must name an attribute, as actor.attributes.<name>")
 	case isAttributes(x):
-		return operand{kind: attrOperand, attr: sel.FieldName(), typ: typeAny, desc: "actor.attributes." + sel.FieldName()}, nil
+		return operand{kind: attrOperand, attr: sel.FieldName(), typ: typeAny, desc: "actor.attributes." + sel.FieldName(), fixed: true}, nil
 	case x.Kind() == ast.IdentKind:
 		return operand{}, t.identError(x.AsIdent())
 	}
@@ -501,7 +508,7 @@ func (t *translator) indexOperand(c ast.CallExpr) (operand, error) {
 	x, key := c.Args()[0], c.Args()[1]
 	if isAttributes(x) && key.Kind() == ast.LiteralKind {
 		if name, ok := key.AsLiteral().(types.String); ok {
-			return operand{kind: attrOperand, attr: string(name), typ: typeAny, desc: fmt.Sprintf("actor.attributes[%q]", string(name))}, nil
+			return operand{kind: attrOperand, attr: string(name), typ: typeAny, desc: fmt.Sprintf("actor.attributes[%q]", string(name)), fixed: true}, nil
 		}
 	}
 	return operand{}, unsupported(`indexing other than actor.attributes['name']`)

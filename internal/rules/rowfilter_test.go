@@ -22,8 +22,8 @@ func TestRowFilterSQL(t *testing.T) {
 		filter, main, history string
 	}{
 		{"record.region == actor.attributes.region || 'admin' in actor.roles",
-			`(("region" = (SELECT velocity.attribute_text(a.v, 'region') FROM (SELECT velocity.current_actor_attributes() AS v OFFSET 0) a)) OR ('admin' = ANY ((SELECT velocity.current_actor_roles())::text[])))`,
-			`(((image ->> 'region') = (SELECT velocity.attribute_text(a.v, 'region') FROM (SELECT velocity.current_actor_attributes() AS v OFFSET 0) a)) OR ('admin' = ANY ((SELECT velocity.current_actor_roles())::text[])))`},
+			`(("region" = (SELECT velocity.attribute_text(a.v, 'region') FROM (SELECT velocity.current_actor_attributes() AS v OFFSET 0) a)) OR (SELECT 'admin' = ANY (velocity.current_actor_roles())))`,
+			`(((image ->> 'region') = (SELECT velocity.attribute_text(a.v, 'region') FROM (SELECT velocity.current_actor_attributes() AS v OFFSET 0) a)) OR (SELECT 'admin' = ANY (velocity.current_actor_roles())))`},
 		{"actor.attributes['region'] == record.region",
 			`((SELECT velocity.attribute_text(a.v, 'region') FROM (SELECT velocity.current_actor_attributes() AS v OFFSET 0) a) = "region")`,
 			`((SELECT velocity.attribute_text(a.v, 'region') FROM (SELECT velocity.current_actor_attributes() AS v OFFSET 0) a) = (image ->> 'region'))`},
