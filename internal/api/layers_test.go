@@ -375,3 +375,19 @@ func TestFieldWriteRuleHoldsInSQL(t *testing.T) {
 	require.NoError(t, l.super.QueryRow(ctx, `SELECT customer_email FROM acme__shop.sales__orders WHERE id = $1`, l.ids["A"]).Scan(&email))
 	require.Equal(t, "alice@example.com", email, "nothing changed")
 }
+
+// TestLayersEventStream: the live event stream shows an actor the events of the rows its row
+// filter lets it see, with hidden fields absent and masked ones masked.
+func TestLayersEventStream(t *testing.T) {
+	t.Parallel()
+	l := newLayered(t)
+	s := l.openEvents(l.http.URL, l.keys["eu_viewer"], "?since=0")
+	defer s.close()
+	ev := s.event()
+	require.Equal(t, l.ids["A"], ev.RecordID, "B is in region us")
+	_, hasNote := ev.Record["note"]
+	require.False(t, hasNote, "note is hidden from viewers: %v", ev.Record)
+	require.Equal(t, "*************.com", ev.Record["customer_email"])
+	require.Equal(t, "****************", ev.Record["card"])
+	s.quiet(500 * time.Millisecond)
+}
