@@ -55,13 +55,12 @@ func (r *records) abac(ctx context.Context, verb, reason string, current, propos
 	if !r.rules.set.Has(verb) {
 		return nil
 	}
-	actor := actorOf(ctx)
 	ip := ""
 	if a, ok := ctx.Value(clientIPKey).(netip.Addr); ok && a.IsValid() {
 		ip = a.String()
 	}
 	in := rules.Input{
-		Actor:    rules.Actor{ID: actor.ID, Kind: actor.Kind, Roles: actor.Roles, Attributes: actor.Attributes},
+		Actor:    rulesActor(ctx),
 		Request:  rules.Request{Verb: verb, Time: time.Now(), IP: ip, Reason: reason},
 		Record:   current,
 		Proposed: proposed,
@@ -70,6 +69,12 @@ func (r *records) abac(ctx context.Context, verb, reason string, current, propos
 		return denied(authz.LayerABAC, d.Error())
 	}
 	return nil
+}
+
+// rulesActor is the request's actor as the rules see it.
+func rulesActor(ctx context.Context) rules.Actor {
+	a := actorOf(ctx)
+	return rules.Actor{ID: a.ID, Kind: a.Kind, Roles: a.Roles, Attributes: a.Attributes}
 }
 
 // needsRecord reports whether layer 2 must see the stored record before a write of verb.
@@ -112,8 +117,7 @@ func (r *records) rowFilterFirst(ctx context.Context, proposed map[string]any, e
 	if r.rules.set == nil {
 		return err
 	}
-	actor := actorOf(ctx)
-	in := rules.Input{Actor: rules.Actor{ID: actor.ID, Kind: actor.Kind, Roles: actor.Roles, Attributes: actor.Attributes}, Proposed: proposed}
+	in := rules.Input{Actor: rulesActor(ctx), Proposed: proposed}
 	if r.rules.set.RowFilterDenies(ctx, in) {
 		return denied(authz.LayerRowFilter, "the record would be outside the rows your row filter allows")
 	}

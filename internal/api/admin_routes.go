@@ -13,7 +13,6 @@ import (
 
 	"github.com/velocitydev/velocity/internal/authz"
 	"github.com/velocitydev/velocity/internal/planner"
-	"github.com/velocitydev/velocity/internal/rules"
 	"github.com/velocitydev/velocity/internal/schemadef"
 	"github.com/velocitydev/velocity/internal/store"
 )
@@ -402,13 +401,7 @@ func (s *Server) apply(ctx context.Context, raw []byte, dryRun bool, reason stri
 	if err := def.Validate(); err != nil {
 		return nil, definitionProblem(err)
 	}
-	refused, ignored := def.Unenforced()
-	// The access rules compile here: a CEL error, a broken limit or a row filter outside the
-	// SQL subset is a 422 naming the rule.
-	refused = append(refused, rules.Validate(def.Spec)...)
-	if len(refused) > 0 {
-		return nil, definitionProblem(&schemadef.ValidationError{Errors: refused})
-	}
+	ignored := def.Unenforced()
 	res, err := s.store.ApplySchemaWith(ctx, def, store.ApplyOptions{DryRun: dryRun, Request: requestOf(ctx, reason), RequestApproval: true})
 	if err != nil {
 		return nil, applyProblem(err)
@@ -429,7 +422,12 @@ func (s *Server) apply(ctx context.Context, raw []byte, dryRun bool, reason stri
 // applyProblem maps the errors of applying a definition, directly or by approval.
 func applyProblem(err error) error {
 	var be *store.BreakingError
+	var ve *schemadef.ValidationError
 	switch {
+	case errors.As(err, &ve):
+		// The store compiles the access rules before planning: a CEL error, a broken limit or
+		// a row filter outside the SQL subset is a 422 naming the rule.
+		return definitionProblem(ve)
 	case errors.As(err, &be):
 		p := problem(http.StatusConflict, "breaking changes refused: set spec.policy.breakingChanges to allow, or keep the old definition")
 		for _, r := range be.Reasons {

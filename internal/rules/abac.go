@@ -81,19 +81,20 @@ type rule struct {
 func Compile(spec schemadef.Spec) (*Set, []schemadef.FieldError) {
 	_, fields := recordFields(spec)
 	s := &Set{byVerb: map[string][]int{}, fields: fields}
-	if spec.Access.RowFilter != "" {
+	if spec.Access.RowFilter == "" && len(spec.Access.ABAC) == 0 {
+		return s, nil
+	}
+	env, envErr := newEnv(spec)
+	if spec.Access.RowFilter != "" && envErr == nil {
 		// Errors are ValidateRowFilter's to report; without a program the filter says nothing.
-		if checked, errs := compileRowFilter(spec); len(errs) == 0 {
-			if env, err := newEnv(spec); err == nil {
-				s.filter, _ = env.Program(checked, cel.CostLimit(CostLimit), cel.InterruptCheckFrequency(interruptEvery), cel.EvalOptions(cel.OptOptimize))
-			}
+		if checked, msg := compileExpr(env, spec.Access.RowFilter); msg == "" {
+			s.filter, _ = env.Program(checked, cel.CostLimit(CostLimit), cel.InterruptCheckFrequency(interruptEvery), cel.EvalOptions(cel.OptOptimize))
 		}
 	}
 	if len(spec.Access.ABAC) == 0 {
 		return s, nil
 	}
 	var errs []schemadef.FieldError
-	env, envErr := newEnv(spec)
 	for i, r := range spec.Access.ABAC {
 		path := fmt.Sprintf("spec.access.abac[%d]", i)
 		c := rule{index: i, expr: r.Rule}

@@ -8,11 +8,10 @@ import (
 // ReasonVerbs are the verbs whose routes enforce policy.requireReason (428 without one).
 var ReasonVerbs = []string{"create", "update", "delete", "restore"}
 
-// Unenforced sorts the parts of a valid definition that this release does not enforce yet.
-// Refused parts are access rules: applying them as if they held would give a false sense of
-// protection, so apply rejects them. Ignored parts change no guarantee (an index tier, a
-// future archive threshold) and are applied with a warning.
-func (d Definition) Unenforced() (refused, ignored []FieldError) {
+// Unenforced lists the parts of a valid definition that this release does not act on yet.
+// They change no guarantee (an index tier, a future archive threshold) and are applied with a
+// warning. Access rules are all enforced; apply compiles them (rules.Validate, in the store).
+func (d Definition) Unenforced() (ignored []FieldError) {
 	if d.Spec.Search.Tier > SearchTierTrigram {
 		ignored = append(ignored, FieldError{Path: "spec.search.tier", Message: fmt.Sprintf("tier %d search is not served yet; tier 1 (trigram) indexes are created", d.Spec.Search.Tier)})
 	}
@@ -29,5 +28,5 @@ func (d Definition) Unenforced() (refused, ignored []FieldError) {
 			ignored = append(ignored, FieldError{Path: fmt.Sprintf("spec.fields[%d].facet", i), Message: "facets (tier 3 search) are not served yet"})
 		}
 	}
-	return refused, ignored
+	return ignored
 }
